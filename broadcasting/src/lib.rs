@@ -1,0 +1,1 @@
+//! Pub/sub layer (work in progress).

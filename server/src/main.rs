@@ -1,0 +1,2 @@
+//! Gateway server (work in progress).
+fn main() {}
