@@ -239,7 +239,10 @@ mod tests {
         assert_eq!(classify_channel("private"), ChannelType::Public);
         assert_eq!(classify_channel("private-"), ChannelType::Private);
         assert_eq!(classify_channel("presence-"), ChannelType::Presence);
-        assert_eq!(classify_channel("private-encrypted-x"), ChannelType::Private);
+        assert_eq!(
+            classify_channel("private-encrypted-x"),
+            ChannelType::Private
+        );
         assert_eq!(classify_channel("Presence-x"), ChannelType::Public);
     }
 }

@@ -239,7 +239,10 @@ impl Conn for MemoryConn {
 impl MemoryConn {
     fn send(&self, kind: MessageType, payload: Bytes) -> io::Result<()> {
         if self.is_closed() {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "connection closed",
+            ));
         }
         self.tx
             .send((kind, payload))
@@ -253,4 +256,3 @@ impl Drop for MemoryConn {
         lock(&self.done_tx).take();
     }
 }
-

@@ -629,7 +629,10 @@ impl HubInner {
                         PresenceMode::PerUser => RosterKey::User(member.id.clone()),
                     };
                     let roster_frame = {
-                        let roster = state.roster.as_ref().map(|r| r.members().collect::<Vec<_>>());
+                        let roster = state
+                            .roster
+                            .as_ref()
+                            .map(|r| r.members().collect::<Vec<_>>());
                         self.encoder.subscription_succeeded(
                             name,
                             roster.as_deref().unwrap_or(&[]),

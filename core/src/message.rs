@@ -124,6 +124,15 @@ impl Frame {
     }
 }
 
+/// Frames are equal when their type and payload are.
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind == other.0.kind && self.0.payload == other.0.payload
+    }
+}
+
+impl Eq for Frame {}
+
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("Frame");

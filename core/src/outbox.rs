@@ -76,8 +76,7 @@ impl Outbox {
             return Ok(Pushed::Queued);
         }
         #[allow(unreachable_code)]
-        if !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst)
-        {
+        if !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst) {
             Ok(Pushed::Wake)
         } else {
             Ok(Pushed::Queued)

@@ -1,0 +1,1 @@
+//! The loom side of the `sync` facade (filled in by the loom work, issue #6).
