@@ -50,3 +50,8 @@ pub use message::{Frame, IntoPayload, MessageKind, MessageType};
 pub use presence::{
     is_json, push_info, JsonPresenceEncoder, Member, PresenceEncoder, PresenceEvent, PresenceMode,
 };
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
