@@ -1,26 +1,37 @@
 //! Channels: a name, a type, and a member set that broadcasts read without
 //! taking any lock.
 //!
-//! # The member set: a segmented slot array
+//! # The member set: copy-on-write chunks in a segmented array
 //!
-//! Members live in slots of a segmented array. Segment `k` holds
-//! `BASE << k` slots and is allocated once, the first time a slot in it is
-//! needed; it never moves and is never freed before the channel. Each slot is
-//! an [`ArcSwapOption`] holding a member's shared client state or nothing.
+//! Members live in slots; slot `i` is entry `i % 16` of chunk `i / 16`. A
+//! chunk is an immutable array of 16 optional members behind an `Arc`, held
+//! in an [`ArcSwapOption`] cell. The cells sit in a segmented array: segment
+//! `k` holds `4 << k` cells and is allocated once, the first time a cell in
+//! it is needed; it never moves and is never freed before the channel.
 //!
-//! - **Broadcast** (any thread, no lock): reads the high-water mark `len`
-//!   and loads every slot below it. A load is wait-free (arc-swap).
+//! - **Broadcast** (any thread, no lock): reads the high-water mark `len`,
+//!   loads each chunk cell below it (one wait-free arc-swap load per 16
+//!   members) and walks the chunk's entries as plain pointers.
 //! - **Join / leave** (any thread, under the channel's `state` mutex): a join
 //!   takes a slot index from the free list, or the next index past `len`;
-//!   a leave empties its slot and returns the index to the free list. Both are
-//!   O(1): no member list is ever copied, so joining a channel of 100k members
-//!   costs the same as joining an empty one (allocating a new segment is a
-//!   zeroed allocation, amortised O(1)).
+//!   a leave empties its slot and returns the index to the free list. Either
+//!   copies the one chunk holding the slot (16 pointers) with that entry
+//!   changed and publishes the copy. Nothing else is copied, so joining a
+//!   channel of 100k members costs the same as joining an empty one
+//!   (allocating a new segment is amortised O(1)).
+//!
+//! Why chunks of 16: a per-member cell costs every recipient of a fan-out
+//! an arc-swap load and guard drop (a store to a thread-local debt slot
+//! each); a copy-on-write list of all members costs every join O(n). Chunks
+//! pay one load per 16 recipients and a 16-pointer copy per join. (Measured:
+//! `BENCHMARKS.md`.)
 //!
 //! Invariants, all guarded by `state`:
 //! - a client occupies at most one slot of a channel, recorded in the
 //!   client's own subscription table together with the slot index;
 //! - `members` equals the number of occupied slots;
+//! - a chunk cell is written only under `state` (one writer per channel);
+//!   an all-empty chunk is stored as `None`;
 //! - once `dead` is set (last member left and the channel was removed from
 //!   the Hub's table) no slot is ever filled again: a subscriber that finds a
 //!   dead channel retries with a fresh one from the table (R6).
@@ -70,25 +81,29 @@ pub fn classify_channel(name: &str) -> ChannelType {
     }
 }
 
-/// Slots in segment 0; segment `k` has `BASE << k`.
-const BASE_SHIFT: u32 = 5;
+/// Members per chunk: a broadcast pays one arc-swap load per chunk, a join
+/// or leave copies one chunk.
+const CHUNK: usize = 16;
+/// Chunk cells in segment 0; segment `k` has `BASE << k`.
+const BASE_SHIFT: u32 = 2;
 const BASE: usize = 1 << BASE_SHIFT;
 /// Enough segments for more members than a process can hold.
-const SEGMENTS: usize = 26;
+const SEGMENTS: usize = 28;
 
-type Slot = ArcSwapOption<ClientShared>;
+type Chunk = [Option<Arc<ClientShared>>; CHUNK];
+type Cell = ArcSwapOption<Chunk>;
 
-/// Maps a slot index to (segment, offset within it).
+/// Maps a chunk index to (segment, offset within it).
 fn locate(index: usize) -> (usize, usize) {
     let j = index + BASE;
     let k = (usize::BITS - 1 - j.leading_zeros()) - BASE_SHIFT;
     (k as usize, j - (BASE << k))
 }
 
-/// The segmented slot array described in the module doc.
+/// The segmented array of copy-on-write chunks described in the module doc.
 pub(crate) struct Slots {
-    segments: [std::sync::OnceLock<Box<[Slot]>>; SEGMENTS],
-    /// One past the highest index ever handed out.
+    segments: [std::sync::OnceLock<Box<[Cell]>>; SEGMENTS],
+    /// One past the highest slot index ever handed out.
     len: AtomicUsize,
 }
 
@@ -100,27 +115,35 @@ impl Slots {
         }
     }
 
-    fn slot(&self, index: usize) -> Option<&Slot> {
-        let (k, off) = locate(index);
-        self.segments.get(k)?.get()?.get(off)
+    /// The cell of chunk `c`, allocating its segment on first use.
+    fn cell(&self, c: usize) -> Option<&Cell> {
+        let (k, off) = locate(c);
+        let seg = self
+            .segments
+            .get(k)?
+            .get_or_init(|| (0..(BASE << k)).map(|_| Cell::const_empty()).collect());
+        seg.get(off)
     }
 
-    /// Stores `value` at `index`, allocating its segment on first use.
-    /// Caller holds the channel's state mutex.
+    /// Stores `value` at slot `index`: copies its chunk with the one entry
+    /// changed and publishes the copy. Caller holds the channel's state
+    /// mutex, so there is one writer per channel.
     fn store(&self, index: usize, value: Option<Arc<ClientShared>>) {
-        let (k, off) = locate(index);
-        let Some(seg) = self.segments.get(k) else {
-            // Unreachable in practice: 2^31 slots per channel.
+        let Some(cell) = self.cell(index / CHUNK) else {
+            // Unreachable in practice: 2^32 slots per channel.
             tracing::error!(index, "channel slot index out of range");
             return;
         };
-        let seg = seg.get_or_init(|| (0..(BASE << k)).map(|_| Slot::const_empty()).collect());
-        if let Some(slot) = seg.get(off) {
-            slot.store(value);
-        }
+        let mut next: Chunk = match &*cell.load() {
+            Some(current) => (**current).clone(),
+            None => std::array::from_fn(|_| None),
+        };
+        next[index % CHUNK] = value;
+        let empty = next.iter().all(Option::is_none);
+        cell.store((!empty).then(|| Arc::new(next)));
         if index >= self.len.load(Ordering::Relaxed) {
             // Release: a broadcast that reads the new `len` (Acquire) sees the
-            // segment initialised and the slot stored.
+            // segment initialised and the chunk stored.
             self.len.store(index + 1, Ordering::Release);
         }
     }
@@ -128,20 +151,22 @@ impl Slots {
     /// Calls `f` on every current member; lock-free.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<ClientShared>)) {
         // Acquire: pairs with the Release in `store`.
-        let len = self.len.load(Ordering::Acquire);
-        let mut index = 0;
+        let chunks = self.len.load(Ordering::Acquire).div_ceil(CHUNK);
+        let mut c = 0;
         for (k, seg) in self.segments.iter().enumerate() {
-            if index >= len {
+            if c >= chunks {
                 break;
             }
             let Some(seg) = seg.get() else { break };
-            let take = (BASE << k).min(len - index);
-            for slot in &seg[..take] {
-                if let Some(member) = &*slot.load() {
-                    f(member);
+            let take = (BASE << k).min(chunks - c);
+            for cell in &seg[..take] {
+                if let Some(chunk) = &*cell.load() {
+                    for member in chunk.iter().flatten() {
+                        f(member);
+                    }
                 }
             }
-            index += take;
+            c += take;
         }
     }
 }
@@ -174,9 +199,7 @@ impl ChannelState {
 
     /// Empties slot `index`.
     pub(crate) fn remove(&mut self, slots: &Slots, index: usize) {
-        if let Some(slot) = slots.slot(index) {
-            slot.store(None);
-        }
+        slots.store(index, None);
         self.free.push(index);
         self.members = self.members.saturating_sub(1);
     }
@@ -231,6 +254,50 @@ mod tests {
             assert!((k, off) == (prev.0, prev.1 + 1) || (k, off) == (prev.0 + 1, 0));
             prev = (k, off);
         }
+    }
+
+    #[test]
+    fn chunked_slots_visit_exactly_the_members_across_chunks() {
+        let ch = Channel::new(Arc::from("c"));
+        let members: Vec<Arc<ClientShared>> = (0..100).map(|_| test_client()).collect();
+        let mut state = crate::sync::lock(&ch.state);
+        let slots: Vec<usize> = members
+            .iter()
+            .map(|m| state.insert(&ch.slots, m.clone()))
+            .collect();
+        // Empty every third slot, then refill some of them.
+        for i in (0..100).step_by(3) {
+            state.remove(&ch.slots, slots[i]);
+        }
+        let mut seen = 0;
+        ch.slots.for_each(|_| seen += 1);
+        assert_eq!(seen, 100 - 34);
+        assert_eq!(state.members, 66);
+        let again = test_client();
+        let at = state.insert(&ch.slots, again.clone());
+        assert!(at < 100, "free slots are reused before growing");
+        let mut found = false;
+        ch.slots.for_each(|m| found |= Arc::ptr_eq(m, &again));
+        assert!(found);
+        for (i, slot) in slots.iter().enumerate() {
+            if i % 3 != 0 {
+                state.remove(&ch.slots, *slot);
+            }
+        }
+        state.remove(&ch.slots, at);
+        let mut left = 0;
+        ch.slots.for_each(|_| left += 1);
+        assert_eq!((left, state.members), (0, 0));
+    }
+
+    fn test_client() -> Arc<ClientShared> {
+        struct Nop;
+        impl crate::Transport for Nop {
+            fn wake(&self) {}
+            fn closed(&self) {}
+        }
+        let hub = crate::Hub::new();
+        hub.attach(Arc::new(Nop), ()).map(|c| c.0).unwrap()
     }
 
     #[test]

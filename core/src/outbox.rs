@@ -33,8 +33,6 @@
 //! 0.3); the loom stand-in in `sync` keeps the same orderings, and the model
 //! `loom_wakeup.rs` checks the protocol.
 
-use crossbeam_utils::CachePadded;
-
 use crate::message::Frame;
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::ArrayQueue;
@@ -50,15 +48,18 @@ pub(crate) enum Pushed {
 
 pub(crate) struct Outbox {
     queue: ArrayQueue<Frame>,
-    /// Producers and the drainer both write it: keep it off the queue's lines.
-    scheduled: CachePadded<AtomicBool>,
+    /// Written once per batch (by the producer that schedules and by the
+    /// drainer that re-arms) and read by every push: a read-mostly flag.
+    /// It is deliberately not cache-padded: padding would put it on a line of
+    /// its own and cost every recipient of a fan-out one more cache miss.
+    scheduled: AtomicBool,
 }
 
 impl Outbox {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             queue: ArrayQueue::new(capacity),
-            scheduled: CachePadded::new(AtomicBool::new(false)),
+            scheduled: AtomicBool::new(false),
         }
     }
 
