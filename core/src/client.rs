@@ -129,6 +129,9 @@ impl ClientShared {
                     return Enqueued::Dropped;
                 }
                 tracing::debug!(client = %self.id, force, "outbox overflow: disconnecting");
+                let _ = self
+                    .reason
+                    .set((crate::hub::CLOSE_SLOW_CONSUMER, "slow consumer".to_owned()));
                 if self.shut() {
                     Enqueued::Shut
                 } else {

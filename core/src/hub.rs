@@ -51,6 +51,15 @@ use crate::sync::{lock, Arc, DashMap, Mutex};
 /// The default outbox capacity, in frames (R3).
 pub const DEFAULT_OUTBOX: usize = 64;
 
+/// Close code recorded (see [`Client::close_reason`]) for clients closed by
+/// [`Hub::close`]: WebSocket 1001, "going away".
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Close code recorded for clients disconnected on outbox overflow
+/// (`DisconnectClient`, or a presence frame that did not fit): WebSocket
+/// 1008, "policy violation", reason "slow consumer".
+pub const CLOSE_SLOW_CONSUMER: u16 = 1008;
+
 /// Stack size of a blocking client's writer thread: it only moves frames.
 const WRITER_STACK: usize = 128 * 1024;
 
@@ -765,8 +774,16 @@ impl HubInner {
     /// Cleans up shut clients from a work list: a leave can shut others.
     pub(crate) fn cleanup_all(&self, mut work: Vec<Client>) {
         while let Some(client) = work.pop() {
+            // The client's `subs` lock is held until every leave is done, so
+            // a concurrent second `close` returns only after the client left
+            // every channel.
             #[cfg(not(loom_mutant = "ghost"))]
-            let subs = std::mem::take(&mut *lock(&client.0.subs));
+            {
+                let mut subs = lock(&client.0.subs);
+                for (_, sub) in std::mem::take(&mut *subs) {
+                    self.leave(&client, sub, &mut work);
+                }
+            }
             #[cfg(loom_mutant = "ghost")]
             let subs = {
                 // Mutant: read the table without the lock discipline, so a
@@ -780,6 +797,7 @@ impl HubInner {
                 }
                 taken
             };
+            #[cfg(loom_mutant = "ghost")]
             for (_, sub) in subs {
                 self.leave(&client, sub, &mut work);
             }
@@ -804,6 +822,10 @@ impl HubInner {
                 break;
             }
             for client in &clients {
+                let _ = client
+                    .0
+                    .reason
+                    .set((CLOSE_GOING_AWAY, "hub closed".to_owned()));
                 client.0.shut();
             }
             self.cleanup_all(clients.clone());

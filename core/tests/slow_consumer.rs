@@ -133,3 +133,28 @@ fn r14_enqueue_never_blocks_on_a_stalled_blocking_conn() {
     c.close();
     assert_eq!(hub.count(), 0);
 }
+
+#[test]
+fn r14_overflow_and_hub_close_record_their_close_reasons() {
+    let hub = Hub::builder()
+        .outbox(1)
+        .slow_consumer_policy(SlowConsumerPolicy::DisconnectClient)
+        .build();
+    let (slow, _p) = attach(&hub);
+    let (idle, _q) = attach(&hub);
+    let (app_closed, _r) = attach(&hub);
+    hub.subscribe(&slow, "t").unwrap();
+    hub.broadcast("t", "1").unwrap();
+    hub.broadcast("t", "2").unwrap();
+    assert_eq!(
+        slow.close_reason(),
+        Some((realtime::CLOSE_SLOW_CONSUMER, "slow consumer"))
+    );
+    app_closed.close_with(4200, "bye");
+    assert_eq!(app_closed.close_reason(), Some((4200, "bye")));
+    hub.close();
+    assert_eq!(
+        idle.close_reason(),
+        Some((realtime::CLOSE_GOING_AWAY, "hub closed"))
+    );
+}

@@ -1,0 +1,580 @@
+//! The WebSocket frame codec (RFC 6455 §5), server side: an incremental
+//! decoder for masked client frames and encoders for unmasked server frames.
+//!
+//! # Why not tungstenite's `WebSocketContext`
+//!
+//! tungstenite's context owns a read buffer of `read_buffer_size` for the
+//! connection's whole life and writes through its own output buffer. Here
+//! the event loop reads into one scratch buffer per loop and feeds the bytes
+//! to this decoder, which keeps only what it must between reads: up to 14
+//! header bytes inline, the payload of an unfinished message (bounded by the
+//! maximum message size) and of an unfinished control frame (≤ 125 bytes).
+//! An idle connection holds no buffer at all. Outbound, a server frame is
+//! encoded once into [`Bytes`] ([`encode_frame`]) and that same buffer is
+//! written to every recipient (R31). tungstenite still provides the
+//! handshake's accept key, and the test clients.
+//!
+//! # Decoding
+//!
+//! [`Decoder::feed`] consumes any slice of input (frames may be split at
+//! any byte) and reports each complete message, ping, pong and close to a
+//! sink. Payloads are unmasked as they arrive and appended to the message
+//! being assembled; a finished message is handed over as `Bytes` without a
+//! copy. Violations are typed ([`Violation`]) and map to close codes:
+//! protocol errors 1002, oversized messages 1009 (checked against the frame
+//! header, before buffering), invalid UTF-8 1007. The decoder never panics
+//! on input; after a violation or a close frame it must not be fed again.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use realtime::{Frame, MessageType};
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Largest control-frame payload (RFC 6455 §5.5).
+const MAX_CONTROL: usize = 125;
+
+/// One complete inbound unit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// A data message, fragments joined.
+    Message(MessageType, Bytes),
+    /// A ping, with its payload (to echo in the pong).
+    Ping(Bytes),
+    /// A pong.
+    Pong,
+    /// A close frame, with its code and reason if it had any.
+    Close(Option<(u16, String)>),
+}
+
+/// Why the peer's input was refused, with the close code it earns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Violation {
+    /// A framing or sequencing error: 1002.
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    /// A message over the maximum size: 1009.
+    #[error("message too big")]
+    TooBig,
+    /// A text message or close reason that is not UTF-8: 1007.
+    #[error("invalid UTF-8")]
+    InvalidUtf8,
+}
+
+impl Violation {
+    /// The close code to send.
+    pub(crate) fn close_code(self) -> u16 {
+        match self {
+            Self::Protocol(_) => 1002,
+            Self::TooBig => 1009,
+            Self::InvalidUtf8 => 1007,
+        }
+    }
+
+    /// The close reason to send.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::Protocol(what) => what,
+            Self::TooBig => "message too big",
+            Self::InvalidUtf8 => "invalid UTF-8",
+        }
+    }
+}
+
+/// Whether to keep decoding after handing a unit to the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The incremental decoder of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct Decoder {
+    /// Header bytes of the frame being read, while incomplete.
+    head: [u8; 14],
+    head_len: u8,
+    /// Inside a frame's payload (header complete).
+    in_frame: bool,
+    /// The current frame.
+    opcode: u8,
+    fin: bool,
+    mask: [u8; 4],
+    /// Position in the mask of the next payload byte.
+    mask_pos: u8,
+    remaining: u64,
+    /// The data message being assembled, if one is in progress.
+    message_kind: Option<MessageType>,
+    message: Vec<u8>,
+    /// The payload of the control frame being read.
+    control: Vec<u8>,
+}
+
+impl Decoder {
+    /// Whether a partial frame or message is buffered.
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.head_len == 0 && !self.in_frame && self.message_kind.is_none()
+    }
+
+    /// Bytes held for unfinished frames and messages.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.message.capacity() + self.control.capacity()
+    }
+
+    /// Consumes `input`, calling `sink` for each complete unit until it
+    /// returns [`Flow::Stop`] (the rest of the input is then ignored).
+    ///
+    /// # Errors
+    ///
+    /// The first violation found; the connection must then be closed with
+    /// its code.
+    pub(crate) fn feed(
+        &mut self,
+        mut input: &[u8],
+        max_message: usize,
+        sink: &mut dyn FnMut(Inbound) -> Flow,
+    ) -> Result<(), Violation> {
+        loop {
+            if !self.in_frame {
+                if input.is_empty() {
+                    return Ok(());
+                }
+                let taken = self.take_header(input, max_message)?;
+                input = &input[taken..];
+                if !self.in_frame {
+                    // Header still incomplete: all input was consumed.
+                    return Ok(());
+                }
+            }
+            // `remaining` fits in usize: it was checked against the size
+            // limits when the header was parsed.
+            let n = usize::try_from(self.remaining)
+                .unwrap_or(usize::MAX)
+                .min(input.len());
+            let dest = if self.opcode >= OP_CLOSE {
+                &mut self.control
+            } else {
+                &mut self.message
+            };
+            let start = dest.len();
+            dest.extend_from_slice(&input[..n]);
+            unmask(&mut dest[start..], self.mask, usize::from(self.mask_pos));
+            self.mask_pos = ((usize::from(self.mask_pos) + n) % 4) as u8;
+            self.remaining -= n as u64;
+            input = &input[n..];
+            if self.remaining > 0 {
+                return Ok(());
+            }
+            self.in_frame = false;
+            if let Some(unit) = self.complete()? {
+                let is_close = matches!(unit, Inbound::Close(_));
+                if sink(unit) == Flow::Stop || is_close {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Copies header bytes from `input`; parses the header once complete.
+    /// Returns how many bytes were taken.
+    fn take_header(&mut self, input: &[u8], max_message: usize) -> Result<usize, Violation> {
+        let mut taken = 0;
+        loop {
+            let have = usize::from(self.head_len);
+            let need = header_len(&self.head[..have]);
+            if have >= need {
+                break;
+            }
+            let n = (need - have).min(input.len() - taken);
+            if n == 0 {
+                return Ok(taken);
+            }
+            self.head[have..have + n].copy_from_slice(&input[taken..taken + n]);
+            self.head_len += n as u8;
+            taken += n;
+            if have + n == 2 {
+                // Validate what the first two bytes tell before waiting for
+                // the rest of the header.
+                self.check_start()?;
+            }
+        }
+        self.parse_header(max_message)?;
+        Ok(taken)
+    }
+
+    /// Checks the first two header bytes.
+    fn check_start(&self) -> Result<(), Violation> {
+        let (b0, b1) = (self.head[0], self.head[1]);
+        if b0 & 0x70 != 0 {
+            return Err(Violation::Protocol("reserved bits set"));
+        }
+        if b1 & 0x80 == 0 {
+            return Err(Violation::Protocol("client frame not masked"));
+        }
+        let opcode = b0 & 0x0F;
+        let fin = b0 & 0x80 != 0;
+        match opcode {
+            OP_CONTINUATION | OP_TEXT | OP_BINARY => Ok(()),
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !fin {
+                    Err(Violation::Protocol("fragmented control frame"))
+                } else if usize::from(b1 & 0x7F) > MAX_CONTROL {
+                    Err(Violation::Protocol("control frame too long"))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(Violation::Protocol("reserved opcode")),
+        }
+    }
+
+    /// Parses a complete header into the frame state.
+    fn parse_header(&mut self, max_message: usize) -> Result<(), Violation> {
+        let h = &self.head[..usize::from(self.head_len)];
+        let (len, mask_at) = match h[1] & 0x7F {
+            126 => (u64::from(u16::from_be_bytes([h[2], h[3]])), 4),
+            127 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&h[2..10]);
+                let len = u64::from_be_bytes(b);
+                if len >> 63 != 0 {
+                    return Err(Violation::Protocol("frame length overflow"));
+                }
+                (len, 10)
+            }
+            n => (u64::from(n), 2),
+        };
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&h[mask_at..mask_at + 4]);
+        let opcode = h[0] & 0x0F;
+        let fin = h[0] & 0x80 != 0;
+        match opcode {
+            OP_CONTINUATION if self.message_kind.is_none() => {
+                return Err(Violation::Protocol("continuation without a message"));
+            }
+            OP_TEXT | OP_BINARY if self.message_kind.is_some() => {
+                return Err(Violation::Protocol("new message inside a fragmented one"));
+            }
+            OP_TEXT => self.message_kind = Some(MessageType::Text),
+            OP_BINARY => self.message_kind = Some(MessageType::Binary),
+            _ => {}
+        }
+        if opcode < OP_CLOSE {
+            let total = (self.message.len() as u64).saturating_add(len);
+            if total > max_message as u64 {
+                return Err(Violation::TooBig);
+            }
+        }
+        self.opcode = opcode;
+        self.fin = fin;
+        self.mask = mask;
+        self.mask_pos = 0;
+        self.remaining = len;
+        self.head_len = 0;
+        self.in_frame = true;
+        Ok(())
+    }
+
+    /// A frame's payload is complete: yields a unit if one is finished.
+    fn complete(&mut self) -> Result<Option<Inbound>, Violation> {
+        match self.opcode {
+            OP_CLOSE => {
+                let payload = std::mem::take(&mut self.control);
+                parse_close(&payload).map(|c| Some(Inbound::Close(c)))
+            }
+            OP_PING => Ok(Some(Inbound::Ping(Bytes::from(std::mem::take(
+                &mut self.control,
+            ))))),
+            OP_PONG => {
+                self.control = Vec::new();
+                Ok(Some(Inbound::Pong))
+            }
+            _ if !self.fin => Ok(None),
+            _ => {
+                let kind = self.message_kind.take().unwrap_or(MessageType::Binary);
+                let data = std::mem::take(&mut self.message);
+                if kind == MessageType::Text && std::str::from_utf8(&data).is_err() {
+                    return Err(Violation::InvalidUtf8);
+                }
+                Ok(Some(Inbound::Message(kind, Bytes::from(data))))
+            }
+        }
+    }
+}
+
+/// Header length implied by the bytes seen so far (at least 2).
+fn header_len(seen: &[u8]) -> usize {
+    let Some(&b1) = seen.get(1) else {
+        return 2;
+    };
+    let ext = match b1 & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
+    2 + ext + mask
+}
+
+/// Parses a close frame's payload (RFC 6455 §5.5.1, §7.4).
+fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, Violation> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Violation::Protocol("one-byte close payload")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !close_code_allowed(code) {
+                return Err(Violation::Protocol("invalid close code"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| Violation::InvalidUtf8)?;
+            Ok(Some((code, reason.to_owned())))
+        }
+    }
+}
+
+/// Close codes a peer may send (RFC 6455 §7.4.1, IANA registry).
+fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// XORs `buf` with the mask, starting at mask position `offset`.
+pub(crate) fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    let mut rotated = [0u8; 4];
+    for (i, m) in rotated.iter_mut().enumerate() {
+        *m = mask[(offset + i) % 4];
+    }
+    let mut chunks = buf.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        for (b, m) in chunk.iter_mut().zip(rotated) {
+            *b ^= m;
+        }
+    }
+    for (b, m) in chunks.into_remainder().iter_mut().zip(rotated) {
+        *b ^= m;
+    }
+}
+
+/// Writes a server (unmasked) frame header.
+fn put_header(out: &mut BytesMut, opcode: u8, len: usize) {
+    out.put_u8(0x80 | opcode);
+    if len < 126 {
+        out.put_u8(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.put_u8(126);
+        out.put_u16(len);
+    } else {
+        out.put_u8(127);
+        out.put_u64(len as u64);
+    }
+}
+
+/// One unmasked frame: header and payload in one buffer.
+fn frame_bytes(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 10);
+    put_header(&mut out, opcode, payload.len());
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// Encodes a Hub frame as one unmasked, final WebSocket frame. Server frames
+/// are unmasked, so the bytes are the same for every recipient: use it with
+/// [`Frame::encoded_with`] to encode a broadcast once (R31).
+///
+/// # Examples
+///
+/// ```
+/// use realtime::Frame;
+///
+/// let f = Frame::text("hi").unwrap();
+/// let wire = f.encoded_with(realtime_mio::encode_frame);
+/// assert_eq!(&wire[..], b"\x81\x02hi");
+/// ```
+pub fn encode_frame(frame: &Frame) -> Bytes {
+    frame_bytes(frame.kind().opcode(), frame.payload())
+}
+
+/// A ping frame.
+pub(crate) fn encode_ping(payload: &[u8]) -> Bytes {
+    frame_bytes(OP_PING, &payload[..payload.len().min(MAX_CONTROL)])
+}
+
+/// A pong frame echoing a ping's payload.
+pub(crate) fn encode_pong(payload: &[u8]) -> Bytes {
+    frame_bytes(OP_PONG, &payload[..payload.len().min(MAX_CONTROL)])
+}
+
+/// A close frame; the reason is cut to fit a control frame, at a character
+/// boundary.
+pub(crate) fn encode_close(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(MAX_CONTROL - 2);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    frame_bytes(OP_CLOSE, &payload)
+}
+
+/// A text frame (for refusals, outside any Hub).
+pub(crate) fn encode_text(text: &str) -> Bytes {
+    frame_bytes(OP_TEXT, text.as_bytes())
+}
+
+/// Decodes `input` as a client byte stream, for fuzzing: runs the decoder
+/// over it in chunks of `chunk` bytes and returns what it produced, ending
+/// with the violation's close code if any. Never panics.
+#[doc(hidden)]
+pub fn fuzz_decode(input: &[u8], chunk: usize, max_message: usize) -> Vec<String> {
+    let mut decoder = Decoder::default();
+    let mut out = Vec::new();
+    for piece in input.chunks(chunk.max(1)) {
+        let mut sink = |unit: Inbound| {
+            out.push(format!("{unit:?}"));
+            Flow::Continue
+        };
+        if let Err(v) = decoder.feed(piece, max_message, &mut sink) {
+            out.push(format!("close {}", v.close_code()));
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame.
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        let len = payload.len();
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len <= 0xFFFF {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        unmask(&mut out[start..], mask, 0);
+        out
+    }
+
+    fn decode(input: &[u8], chunk: usize) -> Result<Vec<Inbound>, Violation> {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk) {
+            d.feed(piece, 1 << 16, &mut |u| {
+                out.push(u);
+                Flow::Continue
+            })?;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_split_at_every_byte_decode_alike() {
+        let mut input = client_frame(true, OP_TEXT, b"hello");
+        input.extend(client_frame(false, OP_BINARY, &[1; 300]));
+        input.extend(client_frame(true, OP_PING, b"p"));
+        input.extend(client_frame(
+            true,
+            OP_CONTINUATION,
+            &[2; 70_000 - 300 - 65_000],
+        ));
+        input.extend(client_frame(true, OP_CLOSE, &[0x03, 0xE8, b'o', b'k']));
+        let mut binary = vec![1u8; 300];
+        binary.extend(vec![2u8; 4_700]);
+        let expected = vec![
+            Inbound::Message(MessageType::Text, Bytes::from_static(b"hello")),
+            Inbound::Ping(Bytes::from_static(b"p")),
+            Inbound::Message(MessageType::Binary, Bytes::from(binary)),
+            Inbound::Close(Some((1000, "ok".into()))),
+        ];
+        for chunk in [1, 2, 3, 7, 64, 8192] {
+            assert_eq!(decode(&input, chunk).unwrap(), expected, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn unmask_agrees_with_the_bytewise_definition() {
+        let mask = [1, 2, 3, 4];
+        for offset in 0..4 {
+            let mut a: Vec<u8> = (0..37).collect();
+            let b: Vec<u8> = a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x ^ mask[(offset + i) % 4])
+                .collect();
+            unmask(&mut a, mask, offset);
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn violations_map_to_close_codes() {
+        let code = |input: Vec<u8>| decode(&input, 5).unwrap_err().close_code();
+        // Unmasked.
+        assert_eq!(code(vec![0x81, 0x01, b'a']), 1002);
+        // Reserved bits, reserved opcode, fragmented and long control frames.
+        assert_eq!(code(client_frame(true, 0x41, b"a")), 1002);
+        assert_eq!(code(client_frame(true, 0x3, b"a")), 1002);
+        assert_eq!(code(client_frame(false, OP_PING, b"a")), 1002);
+        assert_eq!(code(client_frame(true, OP_PING, &[0; 126])), 1002);
+        // Continuation without a start; a new message inside a fragmented one.
+        assert_eq!(code(client_frame(true, OP_CONTINUATION, b"a")), 1002);
+        let mut two = client_frame(false, OP_TEXT, b"a");
+        two.extend(client_frame(true, OP_TEXT, b"b"));
+        assert_eq!(code(two), 1002);
+        // Too big, checked on the header alone.
+        let mut big = vec![0x82, 0x80 | 127];
+        big.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        big.extend_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(code(big), 1009);
+        // Invalid UTF-8 in text and in a close reason; a bad close code.
+        assert_eq!(code(client_frame(true, OP_TEXT, &[0xff])), 1007);
+        assert_eq!(code(client_frame(true, OP_CLOSE, &[3, 232, 0xff])), 1007);
+        assert_eq!(code(client_frame(true, OP_CLOSE, &[3, 237])), 1002);
+        assert_eq!(code(client_frame(true, OP_CLOSE, &[3])), 1002);
+    }
+
+    #[test]
+    fn decoder_holds_no_buffer_between_messages() {
+        let mut d = Decoder::default();
+        d.feed(&client_frame(true, OP_TEXT, b"x"), 100, &mut |_| {
+            Flow::Continue
+        })
+        .unwrap();
+        assert!(d.is_idle());
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn server_frames_use_the_shortest_length_form() {
+        assert_eq!(&encode_text("a")[..2], &[0x81, 1]);
+        let f = realtime::Frame::binary(vec![0u8; 200]);
+        assert_eq!(&encode_frame(&f)[..4], &[0x82, 126, 0, 200]);
+        let f = realtime::Frame::binary(vec![0u8; 70_000]);
+        assert_eq!(encode_frame(&f)[1], 127);
+        assert_eq!(&encode_close(1001, "bye")[..], b"\x88\x05\x03\xe9bye");
+        assert_eq!(encode_close(1000, &"é".repeat(100)).len(), 2 + 124);
+    }
+
+    #[test]
+    fn fuzz_hook_survives_garbage() {
+        let out = fuzz_decode(&[0xff; 64], 3, 1024);
+        assert_eq!(out.last().map(String::as_str), Some("close 1002"));
+    }
+}

@@ -1,0 +1,135 @@
+//! The application's side of the transport: the [`Handler`] trait that
+//! routes upgrades, receives messages and serves plain HTTP, and the
+//! [`Upgrade`] decision it returns for each WebSocket upgrade.
+//!
+//! Every method runs on the event loop that owns the connection, so it must
+//! not block: a slow handler stalls every connection of that loop. A handler
+//! that panics does not take the loop down: the panic is caught, the
+//! connection is closed with 1011 (or answered with HTTP 500), counted and
+//! logged.
+
+use bytes::Bytes;
+use realtime::{Client, Hub, MessageType};
+
+use crate::http::{HttpResponse, Request};
+
+/// What to do with a WebSocket upgrade request.
+#[derive(Debug)]
+pub enum Upgrade {
+    /// Complete the handshake and attach the connection to `hub`;
+    /// `auth` is handed to the Hub's authorizer on private and presence
+    /// joins ([`Hub::attach`]).
+    Accept {
+        /// The Hub that serves this connection (multi-app servers pick one
+        /// per request).
+        hub: Hub,
+        /// Opaque credentials for the Hub's authorizer.
+        auth: Bytes,
+    },
+    /// Complete the handshake, send `frames` as text frames, then close with
+    /// `code` and `reason` (Pusher's 4001 "app does not exist"). No client
+    /// is created and [`Handler::on_close`] is not called.
+    Refuse {
+        /// Text frames sent before the close frame.
+        frames: Vec<String>,
+        /// The close code.
+        code: u16,
+        /// The close reason (cut to 123 bytes).
+        reason: String,
+    },
+    /// Answer the upgrade request with this HTTP response (401, 404, ...)
+    /// and close the connection.
+    Reject(HttpResponse),
+}
+
+/// The application: decides upgrades, receives messages, serves plain HTTP
+/// on the same port. One handler serves every loop, so it is `Sync`.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use realtime::{Client, Hub, MessageType};
+/// use realtime_mio::{Handler, Request, Upgrade};
+///
+/// struct Echo(Hub);
+///
+/// impl Handler for Echo {
+///     fn on_upgrade(&self, _req: &Request) -> Upgrade {
+///         Upgrade::Accept { hub: self.0.clone(), auth: Bytes::new() }
+///     }
+///     fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
+///         let _ = match kind {
+///             MessageType::Text => client.send_text(data),
+///             MessageType::Binary => client.send_binary(data),
+///         };
+///     }
+/// }
+/// # let _ = Echo(Hub::new());
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Decides what to do with a WebSocket upgrade request. Called after the
+    /// request was validated as a WebSocket handshake and the connection
+    /// limit was checked.
+    fn on_upgrade(&self, req: &Request) -> Upgrade;
+
+    /// A client was attached: called on its loop before the handshake
+    /// response is written, so before any inbound message (and before the
+    /// peer can observe the connection as open).
+    fn on_open(&self, client: &Client) {
+        let _ = client;
+    }
+
+    /// One complete inbound data message (text is valid UTF-8).
+    fn on_message(&self, client: &Client, kind: MessageType, data: Bytes);
+
+    /// The client was closed, for whatever reason: called exactly once per
+    /// client that [`Handler::on_open`] saw, after the client was closed and
+    /// removed from its channels (see the crate docs for the one exception).
+    fn on_close(&self, client: &Client) {
+        let _ = client;
+    }
+
+    /// A plain HTTP request (not an upgrade) with its complete body.
+    /// Default: 404.
+    fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
+        let _ = (req, body);
+        HttpResponse::text(404, "not found\n")
+    }
+}
+
+impl<H: Handler + ?Sized> Handler for std::sync::Arc<H> {
+    fn on_upgrade(&self, req: &Request) -> Upgrade {
+        (**self).on_upgrade(req)
+    }
+    fn on_open(&self, client: &Client) {
+        (**self).on_open(client);
+    }
+    fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
+        (**self).on_message(client, kind, data);
+    }
+    fn on_close(&self, client: &Client) {
+        (**self).on_close(client);
+    }
+    fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
+        (**self).on_http(req, body)
+    }
+}
+
+impl<H: Handler + ?Sized> Handler for Box<H> {
+    fn on_upgrade(&self, req: &Request) -> Upgrade {
+        (**self).on_upgrade(req)
+    }
+    fn on_open(&self, client: &Client) {
+        (**self).on_open(client);
+    }
+    fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
+        (**self).on_message(client, kind, data);
+    }
+    fn on_close(&self, client: &Client) {
+        (**self).on_close(client);
+    }
+    fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
+        (**self).on_http(req, body)
+    }
+}

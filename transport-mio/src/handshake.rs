@@ -1,0 +1,97 @@
+//! The WebSocket opening handshake (RFC 6455 §4.2), server side: checks that
+//! an upgrade request is a valid version-13 handshake and builds the
+//! `101 Switching Protocols` answer.
+//!
+//! The request itself was read and parsed by the connection (`http.rs`),
+//! without blocking; this module only decides. No extension (such as
+//! permessage-deflate) and no subprotocol is negotiated, so every inbound
+//! frame must have its RSV bits clear.
+
+use bytes::Bytes;
+
+use crate::http::{HttpError, Request};
+
+/// Validates an upgrade request; returns the `Sec-WebSocket-Accept` value.
+///
+/// # Errors
+///
+/// 400 for a malformed handshake (wrong method, missing or malformed key,
+/// missing `Connection: Upgrade`), 426 for an unsupported version.
+pub(crate) fn validate(req: &Request) -> Result<String, HttpError> {
+    if req.method != "GET" {
+        return Err(HttpError::new(400, "WebSocket upgrade needs GET"));
+    }
+    if !req.header_has_token("connection", "upgrade") {
+        return Err(HttpError::new(400, "missing Connection: Upgrade"));
+    }
+    match req.header("sec-websocket-version").map(str::trim) {
+        Some("13") => {}
+        _ => return Err(HttpError::new(426, "unsupported WebSocket version")),
+    }
+    let key = req
+        .header("sec-websocket-key")
+        .map(str::trim)
+        .ok_or(HttpError::new(400, "missing Sec-WebSocket-Key"))?;
+    // A base64-encoded 16-byte nonce is 24 characters ending in "==".
+    let well_formed = key.len() == 24
+        && key.ends_with("==")
+        && key[..22]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    if !well_formed {
+        return Err(HttpError::new(400, "malformed Sec-WebSocket-Key"));
+    }
+    Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
+}
+
+/// The `101 Switching Protocols` response.
+pub(crate) fn switching_protocols(accept: &str) -> Bytes {
+    Bytes::from(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn rfc_sample_key_gets_the_rfc_accept_value() {
+        let r = req(&[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        assert_eq!(validate(&r).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn bad_version_is_426_and_bad_key_is_400() {
+        let r = req(&[
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "8"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        assert_eq!(validate(&r).unwrap_err().status, 426);
+        let r = req(&[
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "short"),
+        ]);
+        assert_eq!(validate(&r).unwrap_err().status, 400);
+    }
+}

@@ -1,0 +1,449 @@
+//! Plain HTTP/1.1 on the WebSocket port: the parsed [`Request`] that
+//! handlers see, the [`HttpResponse`] they return, and the parsing and
+//! serialisation at the edge.
+//!
+//! Parsing uses `httparse` on the bytes buffered by the connection (at most
+//! [`MAX_HEAD`] bytes of request head). A request is turned into typed values
+//! once, here: method, path, raw query, headers as strings (non-UTF-8 bytes
+//! are replaced), the body length, whether it asks for an upgrade and whether
+//! the connection stays open. Anything malformed becomes an [`HttpError`]
+//! carrying the status to answer with; nothing here panics on input.
+//!
+//! Keep-alive: HTTP/1.1 requests keep the connection open unless they say
+//! `Connection: close`; HTTP/1.0 ones only with `Connection: keep-alive`.
+//! Error responses always close. Chunked request bodies are not supported
+//! (HTTP 411).
+
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Largest request head (request line and headers) accepted.
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+
+/// Most headers accepted in one request.
+const MAX_HEADERS: usize = 64;
+
+/// An HTTP request as a [`crate::Handler`] sees it: an upgrade request or a
+/// plain request on the same port.
+///
+/// # Examples
+///
+/// ```
+/// use realtime_mio::Request;
+///
+/// let req = Request {
+///     method: "GET".into(),
+///     path: "/app/key".into(),
+///     query: "protocol=7&client=js%20lib".into(),
+///     headers: vec![("Host".into(), "example.org".into())],
+///     peer: "127.0.0.1:5000".parse().unwrap(),
+/// };
+/// assert_eq!(req.header("host"), Some("example.org"));
+/// assert_eq!(req.query_param("client").as_deref(), Some("js lib"));
+/// assert_eq!(req.query_param("missing"), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method, as sent (`GET`, `POST`, ...).
+    pub method: String,
+    /// The path, without the query (not percent-decoded).
+    pub path: String,
+    /// The raw query string after `?`, empty if none.
+    pub query: String,
+    /// Headers in arrival order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+impl Request {
+    /// The first header with this name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first query parameter with this name, percent-decoded (`+` is a
+    /// space, as in HTML forms).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_params().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Every query parameter, percent-decoded, in order.
+    pub fn query_params(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+    }
+
+    /// Whether a header holds `token` in its comma-separated list
+    /// (case-insensitive), as `Connection: keep-alive, Upgrade` does.
+    pub(crate) fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a space); malformed escapes are kept as
+/// they are and invalid UTF-8 is replaced.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(realtime_mio::percent_decode("a%2Fb+c%zz"), "a/b c%zz");
+/// ```
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex);
+                let lo = bytes.get(i + 2).copied().and_then(hex);
+                if let (Some(hi), Some(lo)) = (hi, lo) {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// An HTTP response: status, headers and body. `Content-Length` and
+/// `Connection` are added when it is written; don't set them.
+///
+/// # Examples
+///
+/// ```
+/// use realtime_mio::HttpResponse;
+///
+/// let r = HttpResponse::json(200, r#"{"ok":true}"#).header("Cache-Control", "no-store");
+/// assert_eq!(r.status, 200);
+/// assert!(r.headers.iter().any(|(k, v)| k == "Content-Type" && v == "application/json"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Headers, written in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// A response with no headers.
+    pub fn new(status: u16, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A response with `Content-Type: application/json`.
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+        Self::new(status, body).header("Content-Type", "application/json")
+    }
+
+    /// A response with `Content-Type: text/plain; charset=utf-8`.
+    pub fn text(status: u16, body: impl Into<Bytes>) -> Self {
+        Self::new(status, body).header("Content-Type", "text/plain; charset=utf-8")
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The status line, headers and blank line; the body goes out as its own
+    /// buffer, uncopied.
+    pub(crate) fn encode_head(&self, keep_alive: bool) -> Bytes {
+        let mut head = BytesMut::with_capacity(128 + self.headers.len() * 48);
+        head.put_slice(b"HTTP/1.1 ");
+        head.put_slice(self.status.to_string().as_bytes());
+        head.put_u8(b' ');
+        head.put_slice(reason_phrase(self.status).as_bytes());
+        head.put_slice(b"\r\n");
+        for (k, v) in &self.headers {
+            if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("connection") {
+                continue;
+            }
+            // Header injection: the application's strings must not end the
+            // header block early.
+            let clean = |s: &str| s.replace(['\r', '\n'], " ");
+            head.put_slice(clean(k).as_bytes());
+            head.put_slice(b": ");
+            head.put_slice(clean(v).as_bytes());
+            head.put_slice(b"\r\n");
+        }
+        head.put_slice(b"Content-Length: ");
+        head.put_slice(self.body.len().to_string().as_bytes());
+        head.put_slice(if keep_alive {
+            b"\r\nConnection: keep-alive\r\n\r\n".as_slice()
+        } else {
+            b"\r\nConnection: close\r\n\r\n".as_slice()
+        });
+        head.freeze()
+    }
+}
+
+/// The reason phrase of common status codes.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// A request that cannot be served, with the status to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("HTTP {status}: {what}")]
+pub(crate) struct HttpError {
+    pub(crate) status: u16,
+    pub(crate) what: &'static str,
+}
+
+impl HttpError {
+    pub(crate) fn new(status: u16, what: &'static str) -> Self {
+        Self { status, what }
+    }
+
+    pub(crate) fn response(&self) -> HttpResponse {
+        let r = HttpResponse::text(self.status, format!("{}\n", self.what));
+        if self.status == 426 {
+            r.header("Sec-WebSocket-Version", "13")
+        } else {
+            r
+        }
+    }
+}
+
+/// A complete request head, parsed.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) request: Request,
+    /// Bytes of the head in the buffer (the body starts there).
+    pub(crate) len: usize,
+    /// Body length from `Content-Length` (0 if absent).
+    pub(crate) body_len: usize,
+    /// Whether the connection stays open after the response.
+    pub(crate) keep_alive: bool,
+    /// `Upgrade: websocket` was asked for.
+    pub(crate) upgrade: bool,
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)`: incomplete.
+///
+/// # Errors
+///
+/// 400 for malformed requests, 431 for oversized heads, 413 for bodies over
+/// `max_body`, 411 for chunked bodies.
+pub(crate) fn parse_head(
+    buf: &[u8],
+    peer: SocketAddr,
+    max_body: usize,
+) -> Result<Option<Head>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(HttpError::new(431, "request head too large"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HttpError::new(431, "too many headers"))
+        }
+        Err(_) => return Err(HttpError::new(400, "malformed request")),
+    };
+    if len > MAX_HEAD {
+        return Err(HttpError::new(431, "request head too large"));
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(HttpError::new(400, "malformed request"));
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let request = Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        peer,
+    };
+    let mut body_len: Option<usize> = None;
+    for (k, v) in &request.headers {
+        if k.eq_ignore_ascii_case("content-length") {
+            let n: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| HttpError::new(400, "bad Content-Length"))?;
+            if body_len.is_some_and(|m| m != n) {
+                return Err(HttpError::new(400, "conflicting Content-Length"));
+            }
+            body_len = Some(n);
+        } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HttpError::new(411, "chunked bodies are not supported"));
+        }
+    }
+    let body_len = body_len.unwrap_or(0);
+    if body_len > max_body {
+        return Err(HttpError::new(413, "request body too large"));
+    }
+    let keep_alive = if version >= 1 {
+        !request.header_has_token("connection", "close")
+    } else {
+        request.header_has_token("connection", "keep-alive")
+    };
+    let upgrade = request.header_has_token("upgrade", "websocket");
+    Ok(Some(Head {
+        request,
+        len,
+        body_len,
+        keep_alive,
+        upgrade,
+    }))
+}
+
+/// Parses `input` as a request head, for fuzzing: the status the transport
+/// would answer with (0 for an incomplete head, 200 for a valid one). Never
+/// panics.
+#[doc(hidden)]
+pub fn fuzz_parse_request(input: &[u8]) -> u16 {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+    match parse_head(input, peer, 1024 * 1024) {
+        Ok(Some(head)) if head.upgrade => match crate::handshake::validate(&head.request) {
+            Ok(_) => 101,
+            Err(e) => e.status,
+        },
+        Ok(Some(_)) => 200,
+        Ok(None) => 0,
+        Err(e) => e.status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[test]
+    fn parses_a_post_with_body_length_and_query() {
+        let raw = b"POST /apps/1/events?auth_key=k&x=a%20b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+        let head = parse_head(raw, peer(), 1024).unwrap().unwrap();
+        assert_eq!(head.request.method, "POST");
+        assert_eq!(head.request.path, "/apps/1/events");
+        assert_eq!(head.request.query_param("x").as_deref(), Some("a b"));
+        assert_eq!(head.body_len, 5);
+        assert_eq!(&raw[head.len..], b"hello");
+        assert!(head.keep_alive);
+        assert!(!head.upgrade);
+    }
+
+    #[test]
+    fn incomplete_head_waits_and_garbage_is_400() {
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHo", peer(), 10)
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            parse_head(b"\x16\x03\x01garbage\r\n\r\n", peer(), 10)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn oversized_body_is_413_and_chunked_is_411() {
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 10).unwrap_err().status, 413);
+        let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 10).unwrap_err().status, 411);
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let mut raw = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        raw.resize(MAX_HEAD + 10, b'a');
+        assert_eq!(parse_head(&raw, peer(), 10).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn connection_tokens_decide_keep_alive_and_upgrade() {
+        let raw =
+            b"GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\r\n";
+        let head = parse_head(raw, peer(), 0).unwrap().unwrap();
+        assert!(head.upgrade);
+        let raw = b"GET / HTTP/1.0\r\n\r\n";
+        assert!(!parse_head(raw, peer(), 0).unwrap().unwrap().keep_alive);
+    }
+
+    #[test]
+    fn response_head_strips_injected_newlines() {
+        let head = HttpResponse::new(200, "x")
+            .header("X-A", "1\r\nEvil: yes")
+            .encode_head(false);
+        let text = std::str::from_utf8(&head).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("X-A: 1  Evil: yes\r\n"));
+        assert!(text.ends_with("Content-Length: 1\r\nConnection: close\r\n\r\n"));
+    }
+}
