@@ -77,8 +77,6 @@ const IOV: usize = 64;
 const MAX_PENDING: usize = BATCH_FRAMES + 64;
 /// Longest wait for the peer's end of stream after our close.
 const LINGER: Duration = Duration::from_secs(2);
-/// Close code for clients disconnected by the Hub's slow-consumer policy.
-pub(crate) const OVERFLOW_CODE: u16 = 1008;
 
 /// What the loop does with a connection after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,13 +249,11 @@ impl Connection {
         };
         if o.client.is_closed() {
             let client = o.client.clone();
+            // The Hub records its reasons before it shuts a client (1008
+            // "slow consumer" on overflow, 1001 on Hub close); an
+            // application's plain `close()` has none: a normal closure.
             let (code, reason) = match client.close_reason() {
                 Some((code, reason)) => (code, reason.to_owned()),
-                // The Hub shuts a client on overflow with no reason; its
-                // outbox is then full (nothing drains a closed client).
-                None if client.pending() >= client.capacity() => {
-                    (OVERFLOW_CODE, "slow consumer".to_owned())
-                }
                 None => (1000, String::new()),
             };
             return self.close_ws(code, &reason, Ending::AppClose, CloseHow::Linger, ctx);
