@@ -1,2 +1,75 @@
-//! Gateway server (work in progress).
-fn main() {}
+//! `realtime-server`: the gateway binary.
+//!
+//! Reads the command line (and its environment variables, and an optional
+//! TOML file), starts the gateway, and runs until SIGINT or SIGTERM, then
+//! closes every client with 4200 and exits 0.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use realtime_server::config::{Cli, Settings};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing_subscriber::EnvFilter;
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the binary tells its operator where it listens"
+)]
+fn announce(settings: &Settings, addr: std::net::SocketAddr) {
+    println!("realtime-server listening on ws://{addr} (HTTP API on http://{addr})");
+    if settings.dev_app {
+        let app = &settings.apps[0];
+        println!(
+            "development app (configure your own for production): app_id={} key={} secret={}",
+            app.id, app.key, app.secret
+        );
+    } else {
+        for app in &settings.apps {
+            println!("app id={} key={}", app.id, app.key);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_cli(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("realtime-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|e| {
+        eprintln!(
+            "realtime-server: bad --log-level {:?} ({e}); using info",
+            settings.log_level
+        );
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("realtime-server: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match realtime_server::server::start(&settings) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("realtime-server: cannot start on {}: {e}", settings.bind);
+            return ExitCode::FAILURE;
+        }
+    };
+    announce(&settings, running.local_addr());
+    let signal = signals.forever().next();
+    tracing::info!(?signal, "shutting down");
+    running.shutdown();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

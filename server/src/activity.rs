@@ -1,0 +1,108 @@
+//! The activity timeout: ping clients that went quiet, close those that do
+//! not answer.
+//!
+//! Pusher clients are told `activity_timeout` (seconds) in
+//! `connection_established`. A client silent for that long gets a
+//! `pusher:ping`; if nothing at all arrives within [`PONG_TIMEOUT`] after
+//! it, the connection is closed with 4201. Any inbound message counts as
+//! activity (it clears the outstanding ping; see `Connection::touch`).
+//!
+//! One sweeper thread scans every connection once per `interval` (a
+//! second by default): O(connections) per sweep, no per-connection timer.
+//! The scan takes a snapshot of each app's table, then acts outside any
+//! table lock, since closing a client runs Hub clean-up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::gateway::{Gateway, PONG_TIMEOUT};
+use crate::protocol::{self, code};
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Pings sent.
+    pub pinged: usize,
+    /// Connections closed with 4201.
+    pub closed: usize,
+}
+
+impl Gateway {
+    /// Pings quiet clients and closes unresponsive ones, as of `now`.
+    pub fn sweep(&self, now: Instant) -> Swept {
+        let now_ms = self.clock(now);
+        let timeout_ms = self.activity_timeout().saturating_mul(1000);
+        let pong_ms = PONG_TIMEOUT.as_millis() as u64;
+        let mut swept = Swept::default();
+        for app in self.apps() {
+            for conn in app.connections() {
+                let ping = conn.ping_sent();
+                if ping != 0 {
+                    if now_ms.saturating_sub(ping) >= pong_ms {
+                        tracing::debug!(socket_id = conn.socket_id(), "pong not received: closing");
+                        conn.client()
+                            .close_with(code::PONG_TIMEOUT, "Pong reply not received");
+                        self.close(conn.client());
+                        swept.closed += 1;
+                    }
+                } else if now_ms.saturating_sub(conn.last_seen()) >= timeout_ms {
+                    conn.mark_ping(now_ms);
+                    let _ = conn.client().send_text(protocol::PING);
+                    swept.pinged += 1;
+                }
+            }
+        }
+        swept
+    }
+}
+
+/// The sweeper thread; stops when dropped or when the gateway is gone.
+#[derive(Debug)]
+pub struct Sweeper {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sweeper {
+    /// Starts sweeping `gateway` every `interval`.
+    ///
+    /// # Errors
+    ///
+    /// The thread could not be spawned.
+    pub fn start(gateway: &Arc<Gateway>, interval: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak: Weak<Gateway> = Arc::downgrade(gateway);
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("activity-sweeper".into())
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    std::thread::park_timeout(interval);
+                    if flag.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Some(g) = weak.upgrade() else { break };
+                    let s = g.sweep(Instant::now());
+                    if s.closed > 0 || s.pinged > 0 {
+                        tracing::trace!(pinged = s.pinged, closed = s.closed, "activity sweep");
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! One application: its configuration, its Hub and its connection tables.
+//!
+//! Apps are isolated: each has its own [`Hub`] (per-user presence, the
+//! Pusher presence encoder, an authorizer holding this app's key and
+//! secret), and its own tables of connections, socket ids and signed-in
+//! users. Tables are `DashMap`s: the transport loops insert and remove,
+//! the HTTP API and the sweeper read.
+//!
+//! # The authorizer
+//!
+//! The Gateway passes each subscribe's credentials to the Hub as
+//! [`AuthRequest::params`], JSON-encoded [`SubscribeParams`] (socket id,
+//! `auth`, `channel_data`). The authorizer recomputes the string-to-sign
+//! and checks the HMAC in constant time; for presence channels it turns
+//! the signed `channel_data` into the roster [`Member`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use realtime::{AuthRequest, AuthResult, ChannelType, Client, Frame, Hub, Member, PresenceMode};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::auth;
+use crate::config::{AppConfig, SlowConsumer};
+use crate::connection::Connection;
+use crate::presence_encoder::PusherPresenceEncoder;
+
+/// The per-subscribe credentials handed to the authorizer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscribeParams {
+    /// The subscriber's socket id.
+    pub socket_id: String,
+    /// `KEY:HEXSIG`.
+    pub auth: String,
+    /// The exact `channel_data` string (presence).
+    pub channel_data: Option<String>,
+}
+
+/// A presence member as signed in `channel_data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelData {
+    /// `user_id`, as a string (numbers are spelled as sent).
+    pub user_id: String,
+    /// `user_info` JSON as sent, empty if absent.
+    pub user_info: String,
+}
+
+#[derive(Deserialize)]
+struct RawChannelData<'a> {
+    #[serde(borrow)]
+    user_id: &'a RawValue,
+    #[serde(borrow, default)]
+    user_info: Option<&'a RawValue>,
+}
+
+/// Parses `channel_data`: a JSON object with a string or number
+/// `user_id` (required, non-empty) and any `user_info`.
+pub fn parse_channel_data(text: &str) -> Option<ChannelData> {
+    let raw: RawChannelData<'_> = serde_json::from_str(text).ok()?;
+    let user_id = match serde_json::from_str::<serde_json::Value>(raw.user_id.get()).ok()? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    if user_id.is_empty() {
+        return None;
+    }
+    Some(ChannelData {
+        user_id,
+        user_info: raw
+            .user_info
+            .map(|r| r.get().to_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// The authorizer of one app: checks Pusher subscription signatures.
+fn authorize(key: &str, secret: &str, req: &AuthRequest) -> AuthResult {
+    let Ok(p) = serde_json::from_slice::<SubscribeParams>(&req.params) else {
+        return AuthResult::deny();
+    };
+    let data = match req.channel_type {
+        ChannelType::Presence => p.channel_data.as_deref(),
+        _ => None,
+    };
+    let message = auth::channel_string(&p.socket_id, &req.channel, data);
+    if auth::verify_token(key, secret, &p.auth, &message).is_err() {
+        return AuthResult::deny();
+    }
+    match data {
+        None => AuthResult::allow_anonymous(),
+        Some(text) => match parse_channel_data(text) {
+            Some(cd) => AuthResult::allow(Member::new(cd.user_id, cd.user_info)),
+            None => AuthResult::deny(),
+        },
+    }
+}
+
+/// One app: configuration, Hub, connections.
+pub struct App {
+    config: AppConfig,
+    hub: Hub,
+    /// Connections by Hub client number.
+    conns: DashMap<u64, Arc<Connection>>,
+    /// Client number by socket id.
+    sockets: DashMap<String, u64>,
+    /// Client numbers by signed-in user id.
+    users: DashMap<String, HashSet<u64>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.config.id)
+            .field("connections", &self.conns.len())
+            .finish()
+    }
+}
+
+impl App {
+    /// An app with a fresh Hub.
+    pub fn new(config: AppConfig, outbox: usize, slow: SlowConsumer) -> Self {
+        let (key, secret) = (config.key.clone(), config.secret.clone());
+        let policy = match slow {
+            SlowConsumer::Drop => realtime::SlowConsumerPolicy::DropMessage,
+            SlowConsumer::Disconnect => realtime::SlowConsumerPolicy::DisconnectClient,
+        };
+        let hub = Hub::builder()
+            .outbox(outbox.max(1))
+            .slow_consumer_policy(policy)
+            .presence_mode(PresenceMode::PerUser)
+            .presence_encoder(PusherPresenceEncoder)
+            .authorizer(move |r: &AuthRequest| authorize(&key, &secret, r))
+            .build();
+        Self {
+            config,
+            hub,
+            conns: DashMap::new(),
+            sockets: DashMap::new(),
+            users: DashMap::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// The app id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The app's Hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Live connections (registered by `Gateway::open`).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The state of `client`.
+    pub fn connection(&self, client: &Client) -> Option<Arc<Connection>> {
+        self.conns
+            .get(&client.number())
+            .map(|c| Arc::clone(c.value()))
+    }
+
+    /// The connection with this socket id, if it is on this node.
+    pub fn by_socket_id(&self, socket_id: &str) -> Option<Arc<Connection>> {
+        let number = *self.sockets.get(socket_id)?.value();
+        self.conns.get(&number).map(|c| Arc::clone(c.value()))
+    }
+
+    /// Every live connection (a snapshot).
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        self.conns.iter().map(|e| Arc::clone(e.value())).collect()
+    }
+
+    pub(crate) fn insert(&self, conn: Arc<Connection>) {
+        let number = conn.client().number();
+        self.sockets.insert(conn.socket_id().to_owned(), number);
+        self.conns.insert(number, conn);
+    }
+
+    pub(crate) fn remove(&self, client: &Client) -> Option<Arc<Connection>> {
+        let (_, conn) = self.conns.remove(&client.number())?;
+        self.sockets.remove(conn.socket_id());
+        if let Some(user) = conn.user() {
+            self.forget_user(&user, client.number());
+        }
+        Some(conn)
+    }
+
+    pub(crate) fn sign_in(&self, conn: &Connection, user: &str) {
+        let number = conn.client().number();
+        if let Some(previous) = conn.set_user(user.to_owned()) {
+            self.forget_user(&previous, number);
+        }
+        self.users
+            .entry(user.to_owned())
+            .or_default()
+            .insert(number);
+    }
+
+    fn forget_user(&self, user: &str, number: u64) {
+        if let Some(mut set) = self.users.get_mut(user) {
+            set.remove(&number);
+        }
+        self.users.remove_if(user, |_, set| set.is_empty());
+    }
+
+    /// The connections signed in as `user`.
+    pub fn user_connections(&self, user: &str) -> Vec<Arc<Connection>> {
+        let numbers: Vec<u64> = self
+            .users
+            .get(user)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        numbers
+            .iter()
+            .filter_map(|n| self.conns.get(n).map(|c| Arc::clone(c.value())))
+            .collect()
+    }
+
+    /// Delivers an encoded Pusher frame to this node's subscribers of
+    /// `channel`, except the connection with socket id `except`.
+    pub fn deliver(&self, channel: &str, frame: Frame, except: Option<&str>) {
+        let except = except.and_then(|s| self.by_socket_id(s));
+        let except = except.as_ref().map(|c| c.client());
+        if let Err(e) = self.hub.broadcast_frame(channel, frame, except) {
+            tracing::debug!(app = %self.config.id, channel, error = %e, "broadcast refused");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_data_needs_a_user_id_and_keeps_info_verbatim() {
+        let cd = parse_channel_data(r#"{"user_id":7,"user_info":{"n":  "A"}}"#).unwrap();
+        assert_eq!(cd.user_id, "7");
+        assert_eq!(cd.user_info, r#"{"n":  "A"}"#);
+        assert_eq!(
+            parse_channel_data(r#"{"user_id":"u"}"#).unwrap().user_info,
+            ""
+        );
+        assert!(parse_channel_data(r#"{"user_info":{}}"#).is_none());
+        assert!(parse_channel_data(r#"{"user_id":""}"#).is_none());
+        assert!(parse_channel_data(r#"{"user_id":[1]}"#).is_none());
+        assert!(parse_channel_data("nope").is_none());
+    }
+}

@@ -1,0 +1,449 @@
+//! Configuration: command-line flags (each with an environment variable),
+//! an optional TOML file for several apps, and the embedded development
+//! default.
+//!
+//! Precedence: a flag (or its variable) beats the file, the file beats the
+//! built-in default. Apps come from the file's `[[apps]]` tables plus one
+//! app from `--app-id/--app-key/--app-secret` (all three or none); with no
+//! app at all the server runs one development app ([`DEV_APP_ID`],
+//! [`DEV_APP_KEY`], [`DEV_APP_SECRET`]) and says so.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+/// Development app id, used when no app is configured.
+pub const DEV_APP_ID: &str = "app-id";
+/// Development app key.
+pub const DEV_APP_KEY: &str = "app-key";
+/// Development app secret.
+pub const DEV_APP_SECRET: &str = "app-secret";
+/// Default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:6001";
+/// Default `activity_timeout` advertised to clients, in seconds.
+pub const DEFAULT_ACTIVITY_TIMEOUT: u64 = 120;
+/// Default maximum size of an event's `data`, in bytes (Pusher: 10 KB).
+pub const DEFAULT_MAX_EVENT_SIZE: usize = 10 * 1024;
+/// Default client events allowed per connection and second (Pusher: 10).
+pub const DEFAULT_CLIENT_EVENT_RATE: u32 = 10;
+
+/// What to do with a client whose outbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumer {
+    /// Drop the frame for that client and count it.
+    #[default]
+    Drop,
+    /// Disconnect the client.
+    Disconnect,
+}
+
+/// The command line. Every flag also reads an environment variable.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "realtime-server",
+    version,
+    about = "Realtime WebSocket gateway speaking the Pusher Channels protocol v7"
+)]
+pub struct Cli {
+    /// Address to listen on [default: 127.0.0.1:6001].
+    #[arg(long, env = "REALTIME_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Id of a single app (with --app-key and --app-secret).
+    #[arg(long, env = "REALTIME_APP_ID")]
+    pub app_id: Option<String>,
+    /// Key of that app (clients connect to /app/{key}).
+    #[arg(long, env = "REALTIME_APP_KEY")]
+    pub app_key: Option<String>,
+    /// Secret of that app (signs subscriptions and API requests).
+    #[arg(long, env = "REALTIME_APP_SECRET", hide_env_values = true)]
+    pub app_secret: Option<String>,
+    /// TOML file with server settings and `[[apps]]`.
+    #[arg(long, env = "REALTIME_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Event-loop threads [default: one per core].
+    #[arg(long, env = "REALTIME_WORKERS")]
+    pub workers: Option<usize>,
+    /// Maximum concurrent WebSocket connections, all apps [default: 10000].
+    #[arg(long, env = "REALTIME_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds of client silence before the server pings it [default: 120].
+    #[arg(long, env = "REALTIME_ACTIVITY_TIMEOUT")]
+    pub activity_timeout: Option<u64>,
+    /// Largest WebSocket message accepted, in bytes [default: 65536].
+    #[arg(long, env = "REALTIME_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<usize>,
+    /// Frames queued per client before the slow-consumer policy applies [default: 64].
+    #[arg(long, env = "REALTIME_OUTBOX")]
+    pub outbox: Option<usize>,
+    /// Slow-consumer policy [default: drop].
+    #[arg(long, env = "REALTIME_SLOW_CONSUMER", value_enum)]
+    pub slow_consumer: Option<SlowConsumer>,
+    /// Log filter (tracing-subscriber syntax, e.g. `info` or `realtime_server=debug`) [default: info].
+    #[arg(long, env = "REALTIME_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// One app as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The app id (HTTP API path `/apps/{id}`).
+    pub id: String,
+    /// The app key (WebSocket path `/app/{key}`, `auth_key`).
+    pub key: String,
+    /// The app secret.
+    pub secret: String,
+    /// Connection quota of this app (error 4004 past it); none by default.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Whether clients may send `client-*` events (default true).
+    #[serde(default = "yes")]
+    pub client_messages: bool,
+    /// Largest event `data`, in bytes (default 10240): API → 413.
+    #[serde(default = "default_max_event_size")]
+    pub max_event_size: usize,
+    /// Client events per connection and second (default 10) → 4301.
+    #[serde(default = "default_client_event_rate")]
+    pub client_event_rate: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_event_size() -> usize {
+    DEFAULT_MAX_EVENT_SIZE
+}
+fn default_client_event_rate() -> u32 {
+    DEFAULT_CLIENT_EVENT_RATE
+}
+
+impl AppConfig {
+    /// An app with the default limits.
+    pub fn new(id: impl Into<String>, key: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            key: key.into(),
+            secret: secret.into(),
+            max_connections: None,
+            client_messages: true,
+            max_event_size: DEFAULT_MAX_EVENT_SIZE,
+            client_event_rate: DEFAULT_CLIENT_EVENT_RATE,
+        }
+    }
+
+    /// The development app.
+    pub fn dev() -> Self {
+        Self::new(DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET)
+    }
+}
+
+/// The TOML file: the same settings as the flags, plus `[[apps]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// As `--bind`.
+    pub bind: Option<SocketAddr>,
+    /// As `--workers`.
+    pub workers: Option<usize>,
+    /// As `--max-connections`.
+    pub max_connections: Option<usize>,
+    /// As `--activity-timeout`.
+    pub activity_timeout: Option<u64>,
+    /// As `--max-message-size`.
+    pub max_message_size: Option<usize>,
+    /// As `--outbox`.
+    pub outbox: Option<usize>,
+    /// As `--slow-consumer`.
+    pub slow_consumer: Option<SlowConsumer>,
+    /// As `--log-level`.
+    pub log_level: Option<String>,
+    /// The apps.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Event-loop threads.
+    pub workers: usize,
+    /// Maximum concurrent connections, all apps together.
+    pub max_connections: usize,
+    /// Advertised activity timeout, seconds.
+    pub activity_timeout: u64,
+    /// Largest WebSocket message, bytes.
+    pub max_message_size: usize,
+    /// Outbox capacity per client, frames.
+    pub outbox: usize,
+    /// Slow-consumer policy.
+    pub slow_consumer: SlowConsumer,
+    /// Log filter.
+    pub log_level: String,
+    /// The apps (at least one).
+    pub apps: Vec<AppConfig>,
+    /// Whether `apps` is the built-in development app.
+    pub dev_app: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 6001)),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections: 10_000,
+            activity_timeout: DEFAULT_ACTIVITY_TIMEOUT,
+            max_message_size: 64 * 1024,
+            outbox: realtime::DEFAULT_OUTBOX,
+            slow_consumer: SlowConsumer::Drop,
+            log_level: "info".to_owned(),
+            apps: vec![AppConfig::dev()],
+            dev_app: true,
+        }
+    }
+}
+
+/// A configuration that cannot be run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Resolves the command line (and the file it names).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an unreadable file or invalid values.
+    pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => Some(read_file(path)?),
+            None => None,
+        };
+        Self::resolve(cli, file.unwrap_or_default())
+    }
+
+    /// Merges flags over a parsed file over the defaults, then validates.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for inconsistent values.
+    pub fn resolve(cli: &Cli, file: FileConfig) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let mut apps = file.apps;
+        match (&cli.app_id, &cli.app_key, &cli.app_secret) {
+            (Some(id), Some(key), Some(secret)) => apps.push(AppConfig::new(id, key, secret)),
+            (None, None, None) => {}
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "--app-id, --app-key and --app-secret go together".into(),
+                ))
+            }
+        }
+        let dev_app = apps.is_empty();
+        if dev_app {
+            apps.push(AppConfig::dev());
+        }
+        let s = Self {
+            bind: cli.bind.or(file.bind).unwrap_or(d.bind),
+            workers: cli.workers.or(file.workers).unwrap_or(d.workers),
+            max_connections: cli
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            activity_timeout: cli
+                .activity_timeout
+                .or(file.activity_timeout)
+                .unwrap_or(d.activity_timeout),
+            max_message_size: cli
+                .max_message_size
+                .or(file.max_message_size)
+                .unwrap_or(d.max_message_size),
+            outbox: cli.outbox.or(file.outbox).unwrap_or(d.outbox),
+            slow_consumer: cli
+                .slow_consumer
+                .or(file.slow_consumer)
+                .unwrap_or(d.slow_consumer),
+            log_level: cli
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .unwrap_or(d.log_level),
+            apps,
+            dev_app,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.workers == 0 {
+            return bad("workers must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1".into());
+        }
+        if self.activity_timeout == 0 {
+            return bad("activity_timeout must be at least 1 second".into());
+        }
+        if self.outbox == 0 {
+            return bad("outbox must be at least 1 frame".into());
+        }
+        if self.max_message_size < 1024 {
+            return bad("max_message_size must be at least 1024 bytes".into());
+        }
+        let path_safe = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+        };
+        for (i, app) in self.apps.iter().enumerate() {
+            if !path_safe(&app.id) {
+                return bad(format!(
+                    "app id {:?} must be non-empty [A-Za-z0-9._~-]",
+                    app.id
+                ));
+            }
+            if !path_safe(&app.key) {
+                return bad(format!(
+                    "app key {:?} must be non-empty [A-Za-z0-9._~-]",
+                    app.key
+                ));
+            }
+            if app.secret.is_empty() {
+                return bad(format!("app {} has an empty secret", app.id));
+            }
+            if app.max_event_size == 0 || app.client_event_rate == 0 {
+                return bad(format!("app {}: limits must be at least 1", app.id));
+            }
+            for other in &self.apps[..i] {
+                if other.id == app.id {
+                    return bad(format!("duplicate app id {}", app.id));
+                }
+                if other.key == app.key {
+                    return bad(format!("duplicate app key {}", app.key));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads and parses a TOML config file.
+///
+/// # Errors
+///
+/// [`ConfigError::Read`] or [`ConfigError::Parse`].
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses TOML config text.
+///
+/// # Errors
+///
+/// The TOML error.
+pub fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_configuration_runs_the_dev_app_on_loopback() {
+        let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
+        assert!(s.dev_app);
+        assert_eq!(s.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(s.apps, vec![AppConfig::dev()]);
+        assert_eq!(s.activity_timeout, 120);
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_apps_add_up() {
+        let file = parse_file(
+            r#"
+            bind = "0.0.0.0:7000"
+            activity_timeout = 30
+            slow_consumer = "disconnect"
+            [[apps]]
+            id = "1"
+            key = "k1"
+            secret = "s1"
+            max_connections = 5
+            client_messages = false
+            "#,
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "x",
+            "--bind",
+            "127.0.0.1:1",
+            "--app-id",
+            "2",
+            "--app-key",
+            "k2",
+            "--app-secret",
+            "s2",
+        ])
+        .unwrap();
+        let s = Settings::resolve(&cli, file).unwrap();
+        assert_eq!(s.bind.port(), 1);
+        assert_eq!(s.activity_timeout, 30);
+        assert_eq!(s.slow_consumer, SlowConsumer::Disconnect);
+        assert_eq!(s.apps.len(), 2);
+        assert_eq!(s.apps[0].max_connections, Some(5));
+        assert!(!s.apps[0].client_messages);
+        assert_eq!(s.apps[1].max_event_size, DEFAULT_MAX_EVENT_SIZE);
+        assert!(!s.dev_app);
+    }
+
+    #[test]
+    fn inconsistent_configurations_are_refused() {
+        let cli = Cli::try_parse_from(["x", "--app-key", "k"]).unwrap();
+        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+        let file = parse_file(
+            "[[apps]]\nid='1'\nkey='k'\nsecret='s'\n[[apps]]\nid='2'\nkey='k'\nsecret='t'\n",
+        )
+        .unwrap();
+        assert!(Settings::resolve(&Cli::default(), file).is_err());
+        let file = parse_file("[[apps]]\nid='a/b'\nkey='k'\nsecret='s'\n").unwrap();
+        assert!(Settings::resolve(&Cli::default(), file).is_err());
+        assert!(parse_file("nonsense = 1").is_err());
+        let cli =
+            Cli::try_parse_from(["x", "--slow-consumer", "disconnect", "--workers", "0"]).unwrap();
+        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! Per-connection protocol state: socket id, signed-in user, subscribed
+//! channels, client-event rate limiter, activity clock.
+//!
+//! A [`Connection`] is created by `Gateway::open` and dropped by
+//! `Gateway::close`. Its reader thread (the transport loop that owns the
+//! socket) is the only one that changes `user`, `channels` and `limiter`,
+//! so those mutexes are uncontended; the activity sweeper and the HTTP API
+//! only read them. The activity clock is two atomics in milliseconds since
+//! the gateway's epoch: `last_seen` (any inbound message) and `ping_sent`
+//! (0 = no ping outstanding).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use realtime::Client;
+
+use crate::rate_limit::TokenBucket;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these plain maps half-updated.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One WebSocket connection's protocol state.
+#[derive(Debug)]
+pub struct Connection {
+    client: Client,
+    socket_id: String,
+    user: Mutex<Option<String>>,
+    /// Subscribed channels; presence channels map to the member's user id.
+    channels: Mutex<HashMap<String, Option<String>>>,
+    limiter: Mutex<TokenBucket>,
+    last_seen: AtomicU64,
+    ping_sent: AtomicU64,
+}
+
+impl Connection {
+    /// New state for `client`.
+    pub fn new(client: Client, socket_id: String, rate: u32, now: Instant, now_ms: u64) -> Self {
+        Self {
+            client,
+            socket_id,
+            user: Mutex::new(None),
+            channels: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(TokenBucket::new(rate, now)),
+            last_seen: AtomicU64::new(now_ms),
+            ping_sent: AtomicU64::new(0),
+        }
+    }
+
+    /// The Hub client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The Pusher socket id.
+    pub fn socket_id(&self) -> &str {
+        &self.socket_id
+    }
+
+    /// The signed-in user id.
+    pub fn user(&self) -> Option<String> {
+        lock(&self.user).clone()
+    }
+
+    /// Records the signed-in user; returns the previous one.
+    pub fn set_user(&self, user: String) -> Option<String> {
+        lock(&self.user).replace(user)
+    }
+
+    /// Records a subscription (`user_id` for presence channels).
+    pub fn subscribed(&self, channel: &str, user_id: Option<String>) {
+        lock(&self.channels).insert(channel.to_owned(), user_id);
+    }
+
+    /// Forgets a subscription.
+    pub fn unsubscribed(&self, channel: &str) {
+        lock(&self.channels).remove(channel);
+    }
+
+    /// `None` if not subscribed to `channel`; `Some(user_id)` if subscribed
+    /// (`user_id` set on presence channels).
+    pub fn subscription(&self, channel: &str) -> Option<Option<String>> {
+        lock(&self.channels).get(channel).cloned()
+    }
+
+    /// Takes one client-event token.
+    pub fn allow_client_event(&self, now: Instant) -> bool {
+        lock(&self.limiter).try_take(now)
+    }
+
+    /// Records inbound activity (clears an outstanding ping).
+    pub fn touch(&self, now_ms: u64) {
+        // Relaxed: a timestamp read by the sweeper; a stale read only
+        // delays a ping by one sweep.
+        self.last_seen.store(now_ms, Ordering::Relaxed);
+        self.ping_sent.store(0, Ordering::Relaxed);
+    }
+
+    /// Milliseconds (gateway clock) of the last inbound message.
+    pub fn last_seen(&self) -> u64 {
+        // Relaxed: see `touch`.
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// When our outstanding ping was sent (0: none).
+    pub fn ping_sent(&self) -> u64 {
+        // Relaxed: see `touch`.
+        self.ping_sent.load(Ordering::Relaxed)
+    }
+
+    /// Records that we sent a ping at `now_ms`.
+    pub fn mark_ping(&self, now_ms: u64) {
+        // Relaxed: see `touch`.
+        self.ping_sent.store(now_ms, Ordering::Relaxed);
+    }
+}

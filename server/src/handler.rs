@@ -1,0 +1,74 @@
+//! The `realtime-mio` adapter: a thin [`Handler`] that forwards every
+//! transport callback to the [`Gateway`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use realtime::{Client, MessageType};
+use realtime_mio::{Handler, HttpResponse, Request, Upgrade};
+
+use crate::gateway::{Gateway, UpgradeDecision};
+use crate::http_api::HttpRequest;
+
+/// Serves the Pusher protocol and the HTTP API on `realtime-mio`.
+#[derive(Debug, Clone)]
+pub struct PusherHandler {
+    gateway: Arc<Gateway>,
+}
+
+impl PusherHandler {
+    /// A handler over `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+}
+
+impl Handler for PusherHandler {
+    fn on_upgrade(&self, req: &Request) -> Upgrade {
+        let protocol = req.query_param("protocol");
+        match self.gateway.upgrade(&req.path, protocol.as_deref()) {
+            UpgradeDecision::Accept(app) => Upgrade::Accept {
+                hub: app.hub().clone(),
+                auth: UpgradeDecision::auth(&app),
+            },
+            UpgradeDecision::Refuse {
+                frame,
+                code,
+                reason,
+            } => Upgrade::Refuse {
+                frames: vec![frame],
+                code,
+                reason,
+            },
+        }
+    }
+
+    fn on_open(&self, client: &Client) {
+        if let Some(hello) = self.gateway.open(client) {
+            // Enqueued before the handshake response is written: the first
+            // frame the client sees.
+            let _ = client.send_text(hello);
+        }
+    }
+
+    fn on_message(&self, client: &Client, _kind: MessageType, data: Bytes) {
+        // Binary messages go through the same UTF-8 check and get an error.
+        self.gateway.handle_message(client, &data);
+    }
+
+    fn on_close(&self, client: &Client) {
+        self.gateway.close(client);
+    }
+
+    fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
+        let reply = self.gateway.http(
+            &HttpRequest {
+                method: &req.method,
+                path: &req.path,
+                query: &req.query,
+            },
+            &body,
+        );
+        HttpResponse::new(reply.status, reply.body).header("Content-Type", reply.content_type)
+    }
+}

@@ -1,0 +1,48 @@
+//! Tiny JSON writing helpers for hand-built frames.
+//!
+//! Frames on the hot path are built by appending to one `String` instead of
+//! going through a `serde_json::Value`: a broadcast frame is encoded once
+//! and shared by every recipient, and this keeps that one encoding cheap.
+
+use std::fmt::Write as _;
+
+/// Appends `s` as a JSON string literal (quotes included).
+pub fn push_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `s` as a JSON string literal.
+pub fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_str(&mut out, s);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_round_trip_through_serde() {
+        for s in ["", "plain", "q\"b\\n\n\r\t", "\u{1}\u{1f}", "é☃🎉"] {
+            let back: String = serde_json::from_str(&string(s)).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+}
