@@ -28,6 +28,7 @@ pub mod activity;
 pub mod app;
 pub mod auth;
 pub mod bridge;
+pub mod bus;
 pub mod channel;
 pub mod config;
 pub mod connection;

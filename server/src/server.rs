@@ -23,6 +23,7 @@ pub struct Running {
     server: Arc<Mutex<Option<Server>>>,
     local_addr: std::net::SocketAddr,
     sweeper: Option<Sweeper>,
+    bus: Option<crate::bus::Attached>,
 }
 
 impl std::fmt::Debug for Running {
@@ -53,7 +54,16 @@ pub fn transport_config(settings: &Settings) -> Config {
 ///
 /// Binding the socket or spawning threads failed.
 pub fn start(settings: &Settings) -> std::io::Result<Running> {
-    start_with(Arc::new(Gateway::new(settings)), settings)
+    let gateway = Arc::new(Gateway::new(settings));
+    let bus: Arc<dyn broadcasting::Broadcaster> = Arc::new(
+        broadcasting::Memory::builder()
+            .buffer(crate::bus::BUS_BUFFER)
+            .build(),
+    );
+    let attached = crate::bus::attach(&gateway, bus).map_err(std::io::Error::other)?;
+    let mut running = start_with(gateway, settings)?;
+    running.bus = Some(attached);
+    Ok(running)
 }
 
 /// Starts an already-built gateway (with its bus installed).
@@ -146,6 +156,7 @@ pub fn start_with(gateway: Arc<Gateway>, settings: &Settings) -> std::io::Result
         server,
         local_addr,
         sweeper: Some(sweeper),
+        bus: None,
     })
 }
 
@@ -173,6 +184,9 @@ impl Running {
             server.shutdown_with(code::RESTARTING, "Server shutting down");
         }
         self.gateway.close_all();
+        if let Some(bus) = self.bus.take() {
+            bus.close();
+        }
     }
 }
 
