@@ -57,15 +57,17 @@ pub fn attach(gateway: &Arc<Gateway>, bus: Arc<dyn Broadcaster>) -> broadcasting
         })?);
     }
     let publisher = Arc::clone(&bus);
-    gateway.set_bus(Arc::new(BusPublisher::new(move |channel, name, payload| {
-        publisher
-            .publish(Event {
-                channel,
-                name,
-                payload,
-            })
-            .map_err(|e| e.to_string())
-    })));
+    gateway.set_bus(Arc::new(BusPublisher::new(
+        move |channel, name, payload| {
+            publisher
+                .publish(Event {
+                    channel,
+                    name,
+                    payload,
+                })
+                .map_err(|e| e.to_string())
+        },
+    )));
     Ok(Attached { bus, subscriptions })
 }
 
