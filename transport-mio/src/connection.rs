@@ -503,8 +503,23 @@ impl Connection {
                             self.upgrade(head, ctx);
                             continue;
                         }
-                        if h.buf.len() >= total {
-                            self.serve(head, ctx);
+                        if head.chunked {
+                            let max = ctx.global.config.max_http_body;
+                            match http::decode_chunked(&h.buf[head.len..], max) {
+                                Err(e) => {
+                                    self.fail(e, ctx);
+                                    continue;
+                                }
+                                Ok(Some((body, used))) => {
+                                    let used = head.len + used;
+                                    self.serve(head, Bytes::from(body), used, ctx);
+                                    continue;
+                                }
+                                Ok(None) => {}
+                            }
+                        } else if h.buf.len() >= total {
+                            let body = Bytes::copy_from_slice(&h.buf[head.len..total]);
+                            self.serve(head, body, total, ctx);
                             continue;
                         }
                     }
@@ -583,14 +598,13 @@ impl Connection {
         self.arm(deadline, ctx);
     }
 
-    /// Serves a plain request whose body is complete.
-    fn serve(&mut self, head: Head, ctx: &mut LoopCtx) {
+    /// Serves a plain request whose body is complete; the request took
+    /// `used` bytes of the buffer.
+    fn serve(&mut self, head: Head, body: Bytes, used: usize, ctx: &mut LoopCtx) {
         let Phase::Http(h) = &mut self.phase else {
             return;
         };
-        let total = head.len + head.body_len;
-        let body = Bytes::copy_from_slice(&h.buf[head.len..total]);
-        h.buf.drain(..total);
+        h.buf.drain(..used);
         if h.buf.is_empty() {
             h.buf = Vec::new();
         }

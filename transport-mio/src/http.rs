@@ -11,8 +11,9 @@
 //!
 //! Keep-alive: HTTP/1.1 requests keep the connection open unless they say
 //! `Connection: close`; HTTP/1.0 ones only with `Connection: keep-alive`.
-//! Error responses always close. Chunked request bodies are not supported
-//! (HTTP 411).
+//! Error responses always close. Request bodies come with
+//! `Content-Length` or `Transfer-Encoding: chunked` ([`decode_chunked`],
+//! bounded by the same body limit); both at once is refused (400).
 
 use std::net::SocketAddr;
 
@@ -271,8 +272,10 @@ pub(crate) struct Head {
     pub(crate) request: Request,
     /// Bytes of the head in the buffer (the body starts there).
     pub(crate) len: usize,
-    /// Body length from `Content-Length` (0 if absent).
+    /// Body length from `Content-Length` (0 if absent or chunked).
     pub(crate) body_len: usize,
+    /// The body comes in `Transfer-Encoding: chunked` (see [`decode_chunked`]).
+    pub(crate) chunked: bool,
     /// Whether the connection stays open after the response.
     pub(crate) keep_alive: bool,
     /// `Upgrade: websocket` was asked for.
@@ -283,8 +286,10 @@ pub(crate) struct Head {
 ///
 /// # Errors
 ///
-/// 400 for malformed requests, 431 for oversized heads, 413 for bodies over
-/// `max_body`, 411 for chunked bodies.
+/// 400 for malformed requests (including `Transfer-Encoding` together with
+/// `Content-Length`, the request-smuggling shape), 431 for oversized heads,
+/// 413 for bodies over `max_body`, 501 for transfer codings other than
+/// `chunked`.
 pub(crate) fn parse_head(
     buf: &[u8],
     peer: SocketAddr,
@@ -327,6 +332,7 @@ pub(crate) fn parse_head(
         peer,
     };
     let mut body_len: Option<usize> = None;
+    let mut chunked = false;
     for (k, v) in &request.headers {
         if k.eq_ignore_ascii_case("content-length") {
             let n: usize = v
@@ -338,8 +344,17 @@ pub(crate) fn parse_head(
             }
             body_len = Some(n);
         } else if k.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(HttpError::new(411, "chunked bodies are not supported"));
+            if !v.trim().eq_ignore_ascii_case("chunked") || chunked {
+                return Err(HttpError::new(501, "unsupported transfer coding"));
+            }
+            chunked = true;
         }
+    }
+    if chunked && body_len.is_some() {
+        return Err(HttpError::new(
+            400,
+            "both Transfer-Encoding and Content-Length",
+        ));
     }
     let body_len = body_len.unwrap_or(0);
     if body_len > max_body {
@@ -355,9 +370,68 @@ pub(crate) fn parse_head(
         request,
         len,
         body_len,
+        chunked,
         keep_alive,
         upgrade,
     }))
+}
+
+/// Decodes a `chunked` body from the start of `buf` (the bytes after the
+/// head). `Ok(None)`: incomplete; `Ok(Some((body, used)))`: the body and
+/// the bytes it took, trailers included (trailer fields are ignored).
+///
+/// # Errors
+///
+/// 400 for a malformed chunk, 413 once the body or the buffered encoding
+/// exceeds `max_body` (plus framing slack), so an endless body is cut off.
+pub(crate) fn decode_chunked(
+    buf: &[u8],
+    max_body: usize,
+) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
+    let too_large = || HttpError::new(413, "request body too large");
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let (size_len, size) = match httparse::parse_chunk_size(&buf[at..]) {
+            Ok(httparse::Status::Complete(x)) => x,
+            Ok(httparse::Status::Partial) => break,
+            Err(_) => return Err(HttpError::new(400, "malformed chunk")),
+        };
+        let size = usize::try_from(size).map_err(|_| too_large())?;
+        if body.len().saturating_add(size) > max_body {
+            return Err(too_large());
+        }
+        at += size_len;
+        if size == 0 {
+            // Trailer section: empty line, or fields up to an empty line.
+            let rest = &buf[at..];
+            if rest.starts_with(b"\r\n") {
+                return Ok(Some((body, at + 2)));
+            }
+            return match rest.windows(4).position(|w| w == b"\r\n\r\n") {
+                Some(end) => Ok(Some((body, at + end + 4))),
+                None if rest.len() > MAX_HEAD => {
+                    Err(HttpError::new(431, "chunk trailers too large"))
+                }
+                None => Ok(None),
+            };
+        }
+        let Some(data) = buf.get(at..at + size) else {
+            break;
+        };
+        match buf.get(at + size..at + size + 2) {
+            Some(b"\r\n") => {}
+            Some(_) => return Err(HttpError::new(400, "malformed chunk")),
+            None => break,
+        }
+        body.extend_from_slice(data);
+        at += size + 2;
+    }
+    // Incomplete: bound what may be buffered while waiting.
+    if buf.len() > max_body.saturating_mul(2).saturating_add(MAX_HEAD) {
+        return Err(too_large());
+    }
+    Ok(None)
 }
 
 /// Parses `input` as a request head, for fuzzing: the status the transport
@@ -399,6 +473,43 @@ mod tests {
     }
 
     #[test]
+    fn chunked_bodies_decode_at_every_split_and_with_trailers() {
+        let enc = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let full = enc.len() - 4;
+        for cut in 0..full {
+            assert_eq!(decode_chunked(&enc[..cut], 64).unwrap(), None, "cut {cut}");
+        }
+        let (body, used) = decode_chunked(enc, 64).unwrap().unwrap();
+        assert_eq!((body.as_slice(), used), (&b"hello world"[..], full));
+        let (body, used) = decode_chunked(b"0\r\n\r\n", 64).unwrap().unwrap();
+        assert_eq!((body.len(), used), (0, 5));
+    }
+
+    #[test]
+    fn chunked_bodies_are_bounded_and_malformed_ones_refused() {
+        assert_eq!(
+            decode_chunked(b"5\r\nhello\r\n0\r\n\r\n", 4)
+                .unwrap_err()
+                .status,
+            413
+        );
+        assert_eq!(decode_chunked(b"zz\r\n", 64).unwrap_err().status, 400);
+        assert_eq!(decode_chunked(b"2\r\nabXY", 64).unwrap_err().status, 400);
+        assert_eq!(
+            decode_chunked(b"ffffffffffffffff\r\n", 64)
+                .unwrap_err()
+                .status,
+            413
+        );
+        let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 64).unwrap_err().status, 400);
+        let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 64).unwrap_err().status, 501);
+        let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(parse_head(raw, peer(), 64).unwrap().unwrap().chunked);
+    }
+
+    #[test]
     fn incomplete_head_waits_and_garbage_is_400() {
         assert!(parse_head(b"GET / HTTP/1.1\r\nHo", peer(), 10)
             .unwrap()
@@ -412,11 +523,9 @@ mod tests {
     }
 
     #[test]
-    fn oversized_body_is_413_and_chunked_is_411() {
+    fn oversized_body_is_413() {
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n";
         assert_eq!(parse_head(raw, peer(), 10).unwrap_err().status, 413);
-        let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(parse_head(raw, peer(), 10).unwrap_err().status, 411);
     }
 
     #[test]

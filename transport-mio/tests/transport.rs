@@ -460,6 +460,22 @@ fn http_requests_are_routed_to_on_http_with_body_and_keep_alive() {
 }
 
 #[test]
+fn chunked_request_bodies_reach_on_http_whole() {
+    let f = start(config(), Hub::new());
+    let mut s = TcpStream::connect(f.addr()).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    // Sent in pieces, as a streaming client would.
+    s.write_all(b"POST /apps/1/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello ")
+        .unwrap();
+    s.write_all(b"\r\n5\r\nworld\r\n0\r\n\r\n").unwrap();
+    let head = read_http_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let mut body = vec![0u8; "POST /apps/1/events hello world".len()];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(body, b"POST /apps/1/events hello world");
+}
+
+#[test]
 fn refuse_sends_frames_then_the_close_code() {
     let f = start(config(), Hub::new());
     let mut ws = connect(f.addr(), "/refuse");
