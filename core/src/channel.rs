@@ -44,7 +44,7 @@
 use crate::client::ClientShared;
 use crate::presence::Roster;
 use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::{Arc, ArcSwapOption, Mutex};
+use crate::sync::{Arc, ArcSwapOption, Mutex, OnceLock};
 
 /// A channel's type, derived from its name (R5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,7 +102,7 @@ fn locate(index: usize) -> (usize, usize) {
 
 /// The segmented array of copy-on-write chunks described in the module doc.
 pub(crate) struct Slots {
-    segments: [std::sync::OnceLock<Box<[Cell]>>; SEGMENTS],
+    segments: [OnceLock<Box<[Cell]>>; SEGMENTS],
     /// One past the highest slot index ever handed out.
     len: AtomicUsize,
 }
@@ -110,7 +110,7 @@ pub(crate) struct Slots {
 impl Slots {
     fn new() -> Self {
         Self {
-            segments: std::array::from_fn(|_| std::sync::OnceLock::new()),
+            segments: std::array::from_fn(|_| OnceLock::new()),
             len: AtomicUsize::new(0),
         }
     }

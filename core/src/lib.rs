@@ -50,7 +50,8 @@ pub use error::{Error, Result};
 pub use hub::{Hub, HubBuilder, CLOSE_GOING_AWAY, CLOSE_SLOW_CONSUMER, DEFAULT_OUTBOX};
 pub use message::{Frame, IntoPayload, MessageKind, MessageType};
 pub use presence::{
-    is_json, push_info, JsonPresenceEncoder, Member, PresenceEncoder, PresenceEvent, PresenceMode,
+    is_json, push_info, push_json_str, JsonPresenceEncoder, Member, PresenceEncoder, PresenceEvent,
+    PresenceMode,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

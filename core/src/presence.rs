@@ -146,8 +146,10 @@ impl PresenceEncoder for JsonPresenceEncoder {
     }
 }
 
-/// Appends `s` as a JSON string literal.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal (quotes included). Public so that
+/// protocol layers building frames by hand share one escaper.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {

@@ -10,7 +10,13 @@
 //! The stand-ins keep the API subset the Hub uses and the same memory-order
 //! guarantees that the Hub's protocol relies on (see `outbox.rs`):
 //! `ArrayQueue::push` is a SeqCst read-modify-write on the tail and
-//! `ArrayQueue::is_empty` loads with SeqCst, exactly as crossbeam does.
+//! `ArrayQueue::is_empty` loads with SeqCst, exactly as crossbeam does. The
+//! table of stand-ins, and what stays `std` under loom and why (`Arc`,
+//! `Weak`, the blocking `Hub::add` path), is in `sync_loom.rs`.
+//!
+//! `OnceLock` is here too: the channel's segment array publishes segments
+//! to lock-free readers through it, so under loom it is a stand-in whose
+//! publication loom sees.
 
 #[cfg(not(loom))]
 #[expect(
@@ -25,6 +31,7 @@ mod imp {
     pub(crate) type ArrayQueue<T> = crossbeam_queue::ArrayQueue<T>;
     pub(crate) type DashMap<K, V> = dashmap::DashMap<K, V>;
     pub(crate) type Mutex<T> = std::sync::Mutex<T>;
+    pub(crate) type OnceLock<T> = std::sync::OnceLock<T>;
     pub(crate) use std::sync::{Arc, MutexGuard, Weak};
 
     pub(crate) mod atomic {

@@ -1,1 +1,452 @@
-//! The loom side of the `sync` facade (filled in by the loom work, issue #6).
+//! The loom side of the `sync` facade (issue #6), compiled only under
+//! `--cfg loom`.
+//!
+//! Under loom every primitive whose interleavings matter to the Hub's
+//! protocol must be one that loom's scheduler sees: its atomics, its locks
+//! and the concurrent containers built from them. The real containers
+//! (dashmap, arc-swap, crossbeam) are built on `std` atomics and, for
+//! arc-swap and crossbeam, on `unsafe` code that loom cannot follow; so this
+//! module replaces each with a small stand-in made of loom primitives that
+//! keeps the API subset the Hub calls and the guarantees the Hub relies on.
+//! A model then explores the Hub's own logic, not the containers'
+//! (whose authors check them separately).
+//!
+//! | real | stand-in | what it models |
+//! |---|---|---|
+//! | `std::sync::atomic::*` | `loom::sync::atomic::*` | every interleaving and every value a load may read under the C11 model |
+//! | `std::sync::Mutex` | `loom::sync::Mutex` | blocking, acquire/release, deadlock detection |
+//! | `dashmap::DashMap` | [`DashMap`]: two shards, each a `loom::sync::RwLock<Vec<(K, V)>>` | shard locks held for exactly the lifetime of a guard (`get`, `entry`) or one call (`insert`, `remove_if`, `len`); `iter` visits shards one at a time, so an insert into an already-visited shard is missed, as with dashmap |
+//! | `arc_swap::ArcSwapOption` | [`ArcSwapOption`]: a `loom::sync::Mutex<Option<Arc<T>>>` | a linearizable load/store cell: `store` releases, `load` acquires |
+//! | `crossbeam_queue::ArrayQueue` | [`ArrayQueue`]: a loom-mutex-guarded `VecDeque` plus `head`/`tail` counters | bounded MPMC queue; `push` is a SeqCst read-modify-write on `tail`, `pop` on `head`, and `is_empty`/`len` load both with SeqCst, the orderings the outbox's wake-up protocol relies on (`outbox.rs`) |
+//! | `std::sync::OnceLock` (channel segments) | [`OnceLock`]: a `std` `OnceLock` for storage plus a loom `AtomicBool` that publishes it | a reader that has not synchronised with the initialisation sees `None` (the segment array's lock-free readers, `channel.rs`) |
+//!
+//! What is deliberately *not* swapped:
+//!
+//! - `Arc` and `Weak` stay `std`'s. The Hub holds trait objects in `Arc`s
+//!   (`Arc<dyn Transport>`, `Arc<dyn Authorizer>`, hooks) and a `Weak` to
+//!   itself; loom's `Arc` supports neither unsized coercion nor `Weak`.
+//!   Reference counting is not part of the Hub's protocol (every hand-off
+//!   of an `Arc` goes through a loom-visible lock or cell above), and the
+//!   models check that resources are freed by observing `Arc::strong_count`
+//!   of their own transports.
+//! - The blocking path (`Hub::add`, `conn.rs`: OS writer threads, `park`,
+//!   crossbeam channels) is compiled but must not be called inside a model:
+//!   it starts real threads that loom cannot schedule. Models register
+//!   clients with `Hub::attach` and a test `Transport`.
+//! - `Frame`'s encode cache and a client's close reason keep `std`'s
+//!   `OnceLock`: they are write-once values outside the protocol.
+
+use std::borrow::Borrow;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::PoisonError;
+
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+use loom::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use std::sync::{Arc, Weak};
+
+pub(crate) mod atomic {
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+}
+
+use atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it
+/// (loom's mutex never reports poison; kept for the same signature).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------
+// OnceLock
+// ---------------------------------------------------------------------------
+
+/// `std::sync::OnceLock` with a loom-visible publication.
+///
+/// The value lives in a `std` `OnceLock` (loom runs its threads on one OS
+/// thread, so that cell is never contended for real); `ready` is the loom
+/// atomic that publishes it. `get` returns `None` unless it reads `ready`
+/// (Acquire), so loom explores a reader that has not yet synchronised with
+/// the initialiser, as the segment array's lock-free readers can be.
+pub(crate) struct OnceLock<T> {
+    value: std::sync::OnceLock<T>,
+    ready: AtomicBool,
+}
+
+impl<T> OnceLock<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            value: std::sync::OnceLock::new(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<&T> {
+        // Acquire: pairs with the Release in `get_or_init`.
+        if self.ready.load(Ordering::Acquire) {
+            self.value.get()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        if let Some(value) = self.get() {
+            return value;
+        }
+        let value = self.value.get_or_init(f);
+        // Release: a reader that sees `ready` sees the value.
+        self.ready.store(true, Ordering::Release);
+        value
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ArcSwapOption
+// ---------------------------------------------------------------------------
+
+/// `arc_swap::ArcSwapOption` as a loom mutex around the pointer.
+///
+/// arc-swap's load and store are linearizable, a store happens-before every
+/// load that returns it; a mutex gives exactly that, and loom sees it.
+pub(crate) struct ArcSwapOption<T> {
+    cell: Mutex<Option<Arc<T>>>,
+}
+
+/// What [`ArcSwapOption::load`] returns: a snapshot of the pointer.
+pub(crate) struct Guard<T>(T);
+
+impl<T> Deref for Guard<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> ArcSwapOption<T> {
+    /// An empty cell (not `const` under loom: loom objects are created at
+    /// run time).
+    pub(crate) fn const_empty() -> Self {
+        Self {
+            cell: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn load(&self) -> Guard<Option<Arc<T>>> {
+        Guard(lock(&self.cell).clone())
+    }
+
+    pub(crate) fn store(&self, value: Option<Arc<T>>) {
+        let old = std::mem::replace(&mut *lock(&self.cell), value);
+        // Dropped outside the lock, as arc-swap drops the old value after
+        // the swap.
+        drop(old);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ArrayQueue
+// ---------------------------------------------------------------------------
+
+/// `crossbeam_queue::ArrayQueue`, reduced to what the outbox needs.
+///
+/// The elements sit in a `VecDeque` under a loom mutex (the hand-off of a
+/// frame from producer to consumer, which crossbeam does with per-slot
+/// stamps). `tail` counts pushes and `head` pops; like crossbeam's indices
+/// they are bumped with a SeqCst read-modify-write by the push or pop that
+/// linearizes, and `is_empty` loads `head` then `tail` with SeqCst, as
+/// crossbeam-queue 0.3 does. These are the orderings on which the outbox's
+/// no-lost-wake-up argument rests (`outbox.rs`): a producer's push precedes
+/// its SeqCst load of `scheduled` in the single total order, and the
+/// drainer's SeqCst store of `scheduled` precedes its emptiness check.
+pub(crate) struct ArrayQueue<T> {
+    items: Mutex<VecDeque<T>>,
+    head: AtomicUsize,
+    tail: AtomicUsize,
+    cap: usize,
+}
+
+impl<T> ArrayQueue<T> {
+    /// # Panics
+    ///
+    /// If `cap` is 0, like crossbeam.
+    pub(crate) fn new(cap: usize) -> Self {
+        assert!(cap > 0, "capacity must be non-zero");
+        Self {
+            items: Mutex::new(VecDeque::with_capacity(cap)),
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// Pushes `value`; hands it back when the queue is full.
+    pub(crate) fn push(&self, value: T) -> Result<(), T> {
+        let mut items = lock(&self.items);
+        if items.len() >= self.cap {
+            return Err(value);
+        }
+        items.push_back(value);
+        // The push's linearization point: a SeqCst RMW on the tail, as
+        // crossbeam's `compare_exchange_weak(tail, new_tail, SeqCst, _)`.
+        self.tail.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub(crate) fn pop(&self) -> Option<T> {
+        let mut items = lock(&self.items);
+        let value = items.pop_front()?;
+        // SeqCst RMW on the head, as crossbeam's pop.
+        self.head.fetch_add(1, Ordering::SeqCst);
+        Some(value)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        // Head first, then tail, both SeqCst: crossbeam's order.
+        let head = self.head.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst);
+        head == tail
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        // Crossbeam's consistent snapshot: re-read the tail until it did not
+        // move while the head was read.
+        loop {
+            let tail = self.tail.load(Ordering::SeqCst);
+            let head = self.head.load(Ordering::SeqCst);
+            if self.tail.load(Ordering::SeqCst) == tail {
+                return tail.saturating_sub(head);
+            }
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+}
+
+// ---------------------------------------------------------------------------
+// DashMap
+// ---------------------------------------------------------------------------
+
+/// Shards of the [`DashMap`] stand-in: two, so that `iter` can miss an insert
+/// into a shard it already visited (as dashmap's can), while keeping the
+/// number of locks, hence interleavings, small.
+const SHARDS: usize = 2;
+
+type Shard<K, V> = RwLock<Vec<(K, V)>>;
+
+/// `dashmap::DashMap`, reduced to what the Hub's tables need.
+///
+/// Each shard is a loom `RwLock` over a small vector (models hold a handful
+/// of entries; a vector keeps iteration order deterministic). Keys are
+/// spread by `std`'s `DefaultHasher` with its fixed keys, so a model's runs
+/// are reproducible. Guards hold their shard's lock for their lifetime, as
+/// dashmap's do, so a guard kept across another lock is a lock-order edge
+/// that loom's deadlock detection sees.
+pub(crate) struct DashMap<K, V> {
+    shards: [Shard<K, V>; SHARDS],
+}
+
+fn shard_of<Q: Hash + ?Sized>(key: &Q) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    // Truncation is fine: only the low bits choose the shard.
+    (h.finish() as usize) % SHARDS
+}
+
+/// A read guard on one entry (`dashmap::mapref::one::Ref`).
+pub(crate) struct Ref<'a, K, V> {
+    guard: RwLockReadGuard<'a, Vec<(K, V)>>,
+    index: usize,
+}
+
+impl<K, V> Ref<'_, K, V> {
+    #[allow(dead_code)]
+    pub(crate) fn key(&self) -> &K {
+        &self.guard[self.index].0
+    }
+
+    pub(crate) fn value(&self) -> &V {
+        &self.guard[self.index].1
+    }
+}
+
+impl<K, V> Deref for Ref<'_, K, V> {
+    type Target = V;
+
+    fn deref(&self) -> &V {
+        self.value()
+    }
+}
+
+/// A write guard on one entry (`dashmap::mapref::one::RefMut`).
+pub(crate) struct RefMut<'a, K, V> {
+    guard: RwLockWriteGuard<'a, Vec<(K, V)>>,
+    index: usize,
+}
+
+impl<K, V> RefMut<'_, K, V> {
+    #[allow(dead_code)]
+    pub(crate) fn key(&self) -> &K {
+        &self.guard[self.index].0
+    }
+
+    pub(crate) fn value(&self) -> &V {
+        &self.guard[self.index].1
+    }
+}
+
+impl<K, V> Deref for RefMut<'_, K, V> {
+    type Target = V;
+
+    fn deref(&self) -> &V {
+        self.value()
+    }
+}
+
+/// An entry, holding its shard's write lock (`dashmap::mapref::entry::Entry`).
+pub(crate) struct Entry<'a, K, V> {
+    guard: RwLockWriteGuard<'a, Vec<(K, V)>>,
+    key: K,
+}
+
+impl<'a, K: Eq, V> Entry<'a, K, V> {
+    pub(crate) fn or_insert_with(self, f: impl FnOnce() -> V) -> RefMut<'a, K, V> {
+        let Entry { mut guard, key } = self;
+        let index = match guard.iter().position(|(k, _)| *k == key) {
+            Some(index) => index,
+            None => {
+                guard.push((key, f()));
+                guard.len() - 1
+            }
+        };
+        RefMut { guard, index }
+    }
+}
+
+/// One item of [`DashMap::iter`]: a copy of the entry taken under its shard's
+/// read lock (`dashmap::mapref::multiple::RefMulti`).
+pub(crate) struct Item<K, V> {
+    key: K,
+    value: V,
+}
+
+impl<K, V> Item<K, V> {
+    pub(crate) fn key(&self) -> &K {
+        &self.key
+    }
+
+    pub(crate) fn value(&self) -> &V {
+        &self.value
+    }
+}
+
+/// Iterates shard by shard: each shard is copied under its read lock, then
+/// the lock is released before the next shard is visited.
+pub(crate) struct Iter<'a, K, V> {
+    map: &'a DashMap<K, V>,
+    next_shard: usize,
+    current: std::vec::IntoIter<(K, V)>,
+}
+
+impl<K: Clone, V: Clone> Iterator for Iter<'_, K, V> {
+    type Item = Item<K, V>;
+
+    fn next(&mut self) -> Option<Item<K, V>> {
+        loop {
+            if let Some((key, value)) = self.current.next() {
+                return Some(Item { key, value });
+            }
+            let shard = self.map.shards.get(self.next_shard)?;
+            self.next_shard += 1;
+            self.current = read(shard).clone().into_iter();
+        }
+    }
+}
+
+impl<K: Eq + Hash, V> DashMap<K, V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| RwLock::new(Vec::new())),
+        }
+    }
+
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Shard<K, V> {
+        &self.shards[shard_of(key)]
+    }
+
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<Ref<'_, K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let guard = read(self.shard(key));
+        let index = guard.iter().position(|(k, _)| k.borrow() == key)?;
+        Some(Ref { guard, index })
+    }
+
+    pub(crate) fn entry(&self, key: K) -> Entry<'_, K, V> {
+        let guard = write(self.shard(&key));
+        Entry { guard, key }
+    }
+
+    pub(crate) fn insert(&self, key: K, value: V) -> Option<V> {
+        let mut guard = write(self.shard(&key));
+        match guard.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => Some(std::mem::replace(v, value)),
+            None => {
+                guard.push((key, value));
+                None
+            }
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn remove<Q>(&self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut guard = write(self.shard(key));
+        let index = guard.iter().position(|(k, _)| k.borrow() == key)?;
+        Some(guard.swap_remove(index))
+    }
+
+    pub(crate) fn remove_if<Q>(&self, key: &Q, f: impl FnOnce(&K, &V) -> bool) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut guard = write(self.shard(key));
+        let index = guard.iter().position(|(k, _)| k.borrow() == key)?;
+        let (k, v) = &guard[index];
+        if f(k, v) {
+            Some(guard.swap_remove(index))
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).len()).sum()
+    }
+
+    pub(crate) fn iter(&self) -> Iter<'_, K, V> {
+        Iter {
+            map: self,
+            next_shard: 0,
+            current: Vec::new().into_iter(),
+        }
+    }
+}

@@ -4,27 +4,10 @@
 //! going through a `serde_json::Value`: a broadcast frame is encoded once
 //! and shared by every recipient, and this keeps that one encoding cheap.
 
-use std::fmt::Write as _;
-
-/// Appends `s` as a JSON string literal (quotes included).
+/// Appends `s` as a JSON string literal (quotes included): the Hub's
+/// escaper, so every frame of the process escapes alike.
 pub fn push_str(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    realtime::push_json_str(out, s);
 }
 
 /// `s` as a JSON string literal.
