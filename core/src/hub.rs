@@ -36,7 +36,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 
 use crate::auth::{AuthRequest, Authorizer};
-use crate::channel::{classify_channel, Channel, ChannelType};
+use crate::channel::{classify_channel, Channel, ChannelState, ChannelType};
 use crate::client::{Client, ClientShared, Enqueued, SlowConsumerPolicy, Sub, Transport};
 use crate::conn::{writer_loop, Conn, WriterTransport};
 use crate::error::{Error, Result};
@@ -287,6 +287,9 @@ impl Hub {
         }));
         hub.clients.insert(number, client.clone());
         // SeqCst: pairs with `close`'s store; see the module doc.
+        // Mutant `add_no_recheck` (loom_hub_close.rs): without this
+        // re-check, a client inserted after close's sweep stays registered.
+        #[cfg(not(loom_mutant = "add_no_recheck"))]
         if hub.closed.load(Ordering::SeqCst) {
             client.close();
             return Err(Error::Closed);
@@ -620,7 +623,13 @@ impl HubInner {
                 Arc::clone(entry.value())
             };
             let mut subs = lock(&client.0.subs);
+            // Mutant `ghost` (loom_close.rs): without this re-check under
+            // `subs`, a close between the caller's first check and here
+            // cleans up before the join and leaves a ghost (the
+            // reference's bug, R7).
+            #[cfg(not(loom_mutant = "ghost"))]
             if client.0.is_closed() {
+                self.discard_if_empty(&ch, &mut lock(&ch.state));
                 return Err(Error::Closed);
             }
             if subs.contains_key(name) {
@@ -652,6 +661,7 @@ impl HubInner {
                     // to any broadcast (R9).
                     if client.0.enqueue(roster_frame, true) != Enqueued::Queued {
                         shut.push(client.clone());
+                        self.discard_if_empty(&ch, &mut state);
                         return Err(Error::Closed);
                     }
                     let slot = state.insert(&ch.slots, client.0.clone());
@@ -660,6 +670,12 @@ impl HubInner {
                         .as_mut()
                         .is_some_and(|r| r.join(key.clone(), member));
                     ch.count.store(state.members, Ordering::Relaxed);
+                    // Mutant `presence_order` (loom_presence.rs): release the
+                    // channel lock before the `member_added` fan-out and the
+                    // hooks, as the reference did; members can then see
+                    // joins in different orders (R9).
+                    #[cfg(loom_mutant = "presence_order")]
+                    drop(state);
                     if is_new {
                         let frame = self.encoder.member_added(name, member);
                         let echo = self.encoder.newcomer_sees_own_join();
@@ -688,6 +704,7 @@ impl HubInner {
                     if let Some(frame) = self.encoder.subscribed(name, ch.kind) {
                         if client.0.enqueue(frame, true) != Enqueued::Queued {
                             shut.push(client.clone());
+                            self.discard_if_empty(&ch, &mut state);
                             return Err(Error::Closed);
                         }
                     }
@@ -705,6 +722,17 @@ impl HubInner {
                 },
             );
             return Ok(());
+        }
+    }
+
+    /// A join that failed after creating (or finding) the channel must not
+    /// leave it empty in the table: destroy it as the last leaver would.
+    /// Caller holds the channel's `state`.
+    fn discard_if_empty(&self, ch: &Arc<Channel>, state: &mut ChannelState) {
+        if state.members == 0 && !state.dead {
+            state.dead = true;
+            self.channels
+                .remove_if(&ch.name, |_, current| Arc::ptr_eq(current, ch));
         }
     }
 
@@ -777,29 +805,11 @@ impl HubInner {
             // The client's `subs` lock is held until every leave is done, so
             // a concurrent second `close` returns only after the client left
             // every channel.
-            #[cfg(not(loom_mutant = "ghost"))]
             {
                 let mut subs = lock(&client.0.subs);
                 for (_, sub) in std::mem::take(&mut *subs) {
                     self.leave(&client, sub, &mut work);
                 }
-            }
-            #[cfg(loom_mutant = "ghost")]
-            let subs = {
-                // Mutant: read the table without the lock discipline, so a
-                // subscribe racing the close is missed (the reference's bug).
-                let snapshot: Vec<Arc<str>> = lock(&client.0.subs).keys().cloned().collect();
-                let mut taken = HashMap::new();
-                for k in snapshot {
-                    if let Some(s) = lock(&client.0.subs).remove(&k) {
-                        taken.insert(k, s);
-                    }
-                }
-                taken
-            };
-            #[cfg(loom_mutant = "ghost")]
-            for (_, sub) in subs {
-                self.leave(&client, sub, &mut work);
             }
             self.clients
                 .remove_if(&client.number(), |_, c| c == &client);

@@ -177,3 +177,24 @@ fn broadcast_does_not_wait_for_a_channels_writer_lock() {
     let got: Vec<String> = (0..4).map(|_| next_text(&pa)).collect();
     assert!(got.contains(&"not blocked".to_owned()), "{got:?}");
 }
+
+/// Found by the `hub_ops` fuzz model: a join that fails after the channel
+/// was created (the roster frame did not fit) must not leave an empty
+/// channel in the table.
+#[test]
+fn failed_presence_join_leaves_no_empty_channel_behind() {
+    let hub = Hub::builder().outbox(2).authorizer(allow_all()).build();
+    let (a, _pa) = attach(&hub);
+    let (b, _pb) = attach(&hub);
+    hub.subscribe(&a, "public").unwrap();
+    hub.broadcast("public", "1").unwrap();
+    hub.broadcast("public", "2").unwrap();
+    // a's outbox (2 frames) is full: its roster frame cannot be enqueued.
+    assert_eq!(hub.subscribe(&a, "presence-a"), Err(Error::Closed));
+    assert!(a.is_closed());
+    assert_eq!(hub.channel_count("presence-a"), 0);
+    assert!(hub.channels().is_empty(), "{:?}", hub.channels());
+    // The name is usable again (roster + own join fit b's 2 frames).
+    hub.subscribe(&b, "presence-a").unwrap();
+    assert_eq!(hub.channels(), [("presence-a".to_owned(), 1)]);
+}
