@@ -1,0 +1,23 @@
+//! `realtime-benches`: criterion benchmarks of the `realtime` Hub and the
+//! `broadcasting` bus, each measured beside a lock-based baseline written
+//! the way the Go reference works (issue #5), and the load generator
+//! (`src/bin/loadgen.rs`).
+//!
+//! The library holds what the bench targets share:
+//!
+//! - [`BaselineHub`] / [`ClientB`]: one global `RwLock` around
+//!   `HashMap<String, Vec<Arc<ClientB>>>`, the member `Vec` cloned on
+//!   broadcast, a bounded crossbeam channel per client (`baseline.rs`);
+//! - [`BaselineBus`]: the reference's Memory driver (`bus_baseline.rs`);
+//! - fixtures: attached Hub clients with no thread each, inline draining
+//!   outside the timed region, a crew of publisher threads (`fixture.rs`).
+//!
+//! The groups (`benches/*.rs`, criterion, `harness = false`) and their
+//! figures are described in `BENCHMARKS.md` at the workspace root.
+
+mod baseline;
+mod bus_baseline;
+pub mod fixture;
+
+pub use baseline::{BaselineHub, ClientB};
+pub use bus_baseline::BaselineBus;
