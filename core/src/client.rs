@@ -125,7 +125,13 @@ impl ClientShared {
             Err(_frame) => {
                 if !force && self.policy == SlowConsumerPolicy::DropMessage {
                     // Relaxed: a statistic, read on its own.
+                    #[cfg(not(loom_mutant = "lost_drop"))]
                     self.drops.fetch_add(1, Ordering::Relaxed);
+                    // Mutant `lost_drop` (loom_overflow.rs): a load and a
+                    // store instead of one RMW; concurrent drops are lost.
+                    #[cfg(loom_mutant = "lost_drop")]
+                    self.drops
+                        .store(self.drops.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     return Enqueued::Dropped;
                 }
                 tracing::debug!(client = %self.id, force, "outbox overflow: disconnecting");
@@ -143,8 +149,18 @@ impl ClientShared {
 
     /// Phase 1 of close; true for the one caller that performed it.
     pub(crate) fn shut(&self) -> bool {
+        #[cfg(not(loom_mutant = "double_close"))]
         if self.closed.swap(true, Ordering::SeqCst) {
             return false;
+        }
+        // Mutant `double_close` (loom_overflow.rs): check, then set, without
+        // the swap; two racing closers both win and close the transport twice.
+        #[cfg(loom_mutant = "double_close")]
+        {
+            if self.closed.load(Ordering::SeqCst) {
+                return false;
+            }
+            self.closed.store(true, Ordering::SeqCst);
         }
         self.transport.closed();
         true
@@ -310,6 +326,9 @@ impl Client {
     /// For transports: takes the next queued frame, if any. Returns `None`
     /// once the client is closed.
     pub fn pop_frame(&self) -> Option<Frame> {
+        // Mutant `deliver_after_close` (loom_broadcast.rs): without this
+        // check, a frame queued before a close is delivered after it.
+        #[cfg(not(loom_mutant = "deliver_after_close"))]
         if self.0.is_closed() {
             return None;
         }

@@ -91,7 +91,14 @@ impl Outbox {
     /// Re-arms after a drain; true if frames arrived meanwhile and the caller
     /// must drain again (no wake will come for them).
     pub(crate) fn rearm(&self) -> bool {
+        #[cfg(not(loom))]
         self.scheduled.store(false, Ordering::SeqCst);
+        // Under loom, the same store as a swap: C11 puts this store after
+        // every RMW that read an earlier `true` (an RMW follows the store it
+        // read in modification order), loom's partial modification order
+        // does not; a swap makes loom order it too (see `sync_loom.rs`).
+        #[cfg(loom)]
+        self.scheduled.swap(false, Ordering::SeqCst);
         !self.queue.is_empty() && !self.scheduled.swap(true, Ordering::SeqCst)
     }
 

@@ -20,6 +20,28 @@
 //! | `crossbeam_queue::ArrayQueue` | [`ArrayQueue`]: a loom-mutex-guarded `VecDeque` plus `head`/`tail` counters | bounded MPMC queue; `push` is a SeqCst read-modify-write on `tail`, `pop` on `head`, and `is_empty`/`len` load both with SeqCst, the orderings the outbox's wake-up protocol relies on (`outbox.rs`) |
 //! | `std::sync::OnceLock` (channel segments) | [`OnceLock`]: a `std` `OnceLock` for storage plus a loom `AtomicBool` that publishes it | a reader that has not synchronised with the initialisation sees `None` (the segment array's lock-free readers, `channel.rs`) |
 //!
+//! # SeqCst under loom
+//!
+//! The outbox's wake-up protocol is a store-buffering pair over SeqCst
+//! operations (`outbox.rs`): the producer pushes (RMW on `tail`) then loads
+//! `scheduled`; the drainer stores `scheduled = false` then loads
+//! `head`/`tail`. Loom checks this faithfully but for one gap: its
+//! modification order is partial (vector clocks), so it does not know that
+//! the drainer's `store(false)` comes after a concurrent producer's
+//! `swap(true)` that read an earlier `true` (in C11 an RMW immediately
+//! follows the store it read, so any later store of the drainer is after
+//! it). Loom then lets a producer read that stale `true` after the re-arm
+//! and reports a stranded frame that C11 forbids. Under `cfg(loom)` only,
+//! `Outbox::rearm` therefore writes `false` with a `swap` (an RMW, which
+//! loom orders after every store it has executed): the same value, the
+//! same place in C11's order, and loom's verdict becomes exact. With that,
+//! the wake-up model fails if the producer's load of `scheduled` is made
+//! `Relaxed`, so it does check the orderings, not only the logic. The one
+//! thing the swap adds is an acquire: the drainer synchronises with the
+//! producer whose `true` it overwrites, a producer that has already woken
+//! it; C11 gives the drainer that producer's push through the SeqCst order
+//! anyway, so no outcome the real code can reach is hidden.
+//!
 //! What is deliberately *not* swapped:
 //!
 //! - `Arc` and `Weak` stay `std`'s. The Hub holds trait objects in `Arc`s

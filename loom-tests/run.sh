@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The loom stage of CI (issue #6): every model must pass, then every mutant
+# must be caught by its model. See loom-tests/README.md.
+#
+#   bash loom-tests/run.sh            # the whole stage
+#   LOOM_MAX_PREEMPTIONS=2 bash loom-tests/run.sh   # a quicker, shallower pass
+#
+# Builds in release mode with `--cfg loom` into target/loom, so the normal
+# build cache (target/debug, target/release) is never invalidated. A mutant
+# build adds `--cfg loom_mutant="<name>"` to the `realtime` crate (through
+# mutant-rustc.sh, into target/loom/mutants), which re-introduces one bug in
+# the Hub; the model named for it must then fail (a panic inside
+# loom::model), not merely fail to build. Exits non-zero if a model fails or
+# a mutant survives.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=target/loom
+export LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3}
+export CARGO_TERM_COLOR=never
+# No debuginfo in these throw-away builds: each mutant rebuilds `realtime`
+# and one model, and debuginfo doubles that. Panic messages keep file:line.
+export CARGO_PROFILE_RELEASE_DEBUG=false
+BASE_FLAGS="--cfg loom"
+
+# Every model file, in the order they run.
+MODELS=(loom_subscribe loom_close loom_presence loom_broadcast loom_overflow loom_hub_close loom_wakeup)
+
+# mutant name : model file : test that must catch it
+MUTANTS=(
+  "dead_channel:loom_subscribe:subscribes_racing_last_unsubscribe_keep_the_channel"
+  "ghost:loom_close:subscribe_racing_close_leaves_no_ghost"
+  "empty_channel:loom_close:presence_subscribe_racing_close_leaves_no_phantom_member"
+  "presence_order:loom_presence:presence_joins_and_leave_reach_every_member_in_one_order"
+  "deliver_after_close:loom_broadcast:broadcast_racing_close_delivers_nothing_after_close_returns"
+  "double_close:loom_overflow:disconnect_client_overflow_closes_exactly_once"
+  "lost_drop:loom_overflow:drop_message_overflow_counts_every_dropped_frame"
+  "add_no_recheck:loom_hub_close:hub_close_racing_attach_and_subscribe_leaves_nothing_registered"
+  "lost_wakeup:loom_wakeup:wakeup_is_never_lost_and_never_doubled"
+)
+
+LOG_DIR=$CARGO_TARGET_DIR/logs
+mkdir -p "$LOG_DIR"
+STAGE_START=$(date +%s)
+SUMMARY=()
+FAILED=0
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# build FLAGS LOG [cargo test args...]: compiles test binaries (all of them,
+# or the ones selected by the extra arguments).
+build() {
+  local flags=$1 log=$2
+  shift 2
+  RUSTFLAGS="$flags" cargo test -p loom-tests --release --no-run "$@" >"$log" 2>&1
+}
+
+echo "==> loom models (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS, target $CARGO_TARGET_DIR)"
+t=$(now)
+if ! build "$BASE_FLAGS" "$LOG_DIR/build.log"; then
+  cat "$LOG_DIR/build.log"
+  echo "FATAL: the loom suite does not build" >&2
+  exit 1
+fi
+echo "    built in $(since "$t")s"
+
+for model in "${MODELS[@]}"; do
+  t=$(now)
+  log="$LOG_DIR/$model.log"
+  # loom::model=info: loom prints "Completed in N iterations" per model.
+  if RUSTFLAGS="$BASE_FLAGS" LOOM_LOG=loom::model=info \
+    cargo test -p loom-tests --release --test "$model" -- --nocapture --test-threads=1 >"$log" 2>&1; then
+    status=pass
+  else
+    status=FAIL
+    FAILED=1
+    tail -n 60 "$log"
+  fi
+  iters=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'Completed in [0-9]* iterations' | awk '{print $3}' | paste -sd+ -)
+  line=$(printf '%-6s %-16s %6ss  iterations %s' "$status" "$model" "$(since "$t")" "${iters:-?}")
+  echo "    $line"
+  SUMMARY+=("model   $line")
+done
+
+echo "==> mutants (each must be caught by its model)"
+# Mutants build in their own target dir, with the mutant's cfg given to the
+# `realtime` crate only (mutant-rustc.sh): the dependencies are built once
+# for all mutants, and target/loom itself never holds a mutant build.
+MUTANT_TARGET=$CARGO_TARGET_DIR/mutants
+WRAPPER=$(pwd)/loom-tests/mutant-rustc.sh
+for entry in "${MUTANTS[@]}"; do
+  IFS=: read -r mutant model test <<<"$entry"
+  t=$(now)
+  log="$LOG_DIR/mutant-$mutant.log"
+  mutant_cargo() {
+    RUSTFLAGS="$BASE_FLAGS" RUSTC_WRAPPER="$WRAPPER" LOOM_MUTANT="$mutant" \
+      CARGO_TARGET_DIR="$MUTANT_TARGET" cargo "$@"
+  }
+  # Cargo cannot see LOOM_MUTANT: force `realtime` (and its dependents) to
+  # be rebuilt with this mutant.
+  mutant_cargo clean -p realtime --release >"$log" 2>&1
+  if ! mutant_cargo test -p loom-tests --release --no-run --test "$model" >>"$log" 2>&1; then
+    status=BUILD-ERROR
+    FAILED=1
+    tail -n 40 "$log"
+  elif ! grep -q "Compiling realtime" "$log"; then
+    status=NOT-REBUILT
+    FAILED=1
+  elif mutant_cargo test -p loom-tests --release --test "$model" -- --exact "$test" >>"$log" 2>&1; then
+    status=SURVIVED
+    FAILED=1
+  elif grep -q "^test result: FAILED. 0 passed; 1 failed" "$log" && grep -q "panicked at" "$log"; then
+    status=caught
+  else
+    # Failed, but not as one failing model (a crash, a filter that matched
+    # nothing...): not a kill we can trust.
+    status=UNCLEAR
+    FAILED=1
+    tail -n 40 "$log"
+  fi
+  why=$(grep -m1 -A1 "panicked at" "$log" | tail -n 1 | cut -c1-70)
+  line=$(printf '%-11s %-20s %-15s %6ss  %s' "$status" "$mutant" "$model" "$(since "$t")" "$why")
+  echo "    $line"
+  SUMMARY+=("mutant  $line")
+done
+
+echo
+echo "==> loom summary (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS), $(( $(date +%s) - STAGE_START ))s in all; logs in $LOG_DIR"
+printf '    %s\n' "${SUMMARY[@]}"
+if [ "$FAILED" -ne 0 ]; then
+  echo "loom stage FAILED: a model failed or a mutant survived" >&2
+  exit 1
+fi
+echo "loom stage passed"

@@ -1,0 +1,49 @@
+//! Model 1: subscribes racing the unsubscribe of a channel's last member
+//! (R6). The last leaver marks the channel `dead` under its `state` lock and
+//! removes it from the table; a subscriber that locks a dead channel retries
+//! with a fresh one from the table. So the channel is never destroyed while
+//! it has a member, no subscription is lost, and two racing subscribers end
+//! up in the same channel.
+//!
+//! Mutant `dead_channel` (hub.rs `leave`): the leaver drops the lock and
+//! removes the channel without marking it dead; a subscriber joins a
+//! channel that is no longer in the table, and broadcasts never reach it.
+#![cfg(loom)]
+
+use loom::thread;
+use loom_tests::{attach, drain};
+use realtime::Hub;
+
+#[test]
+fn subscribes_racing_last_unsubscribe_keep_the_channel() {
+    loom::model(|| {
+        let hub = Hub::new();
+        let (a, _pa) = attach(&hub);
+        let (b, _pb) = attach(&hub);
+        let (c, _pc) = attach(&hub);
+        hub.subscribe(&a, "ch").unwrap();
+
+        let leaver = {
+            let (hub, a) = (hub.clone(), a.clone());
+            thread::spawn(move || hub.unsubscribe(&a, "ch").unwrap())
+        };
+        let other = {
+            let (hub, c) = (hub.clone(), c.clone());
+            thread::spawn(move || hub.subscribe(&c, "ch").unwrap())
+        };
+        hub.subscribe(&b, "ch").unwrap();
+        leaver.join().unwrap();
+        other.join().unwrap();
+
+        // Both subscriptions are live: in the table, counted, reachable.
+        assert_eq!(hub.channels(), vec![("ch".to_owned(), 2)]);
+        assert_eq!(hub.channel_count("ch"), 2);
+        assert_eq!(b.channels(), vec!["ch".to_owned()]);
+        assert_eq!(c.channels(), vec!["ch".to_owned()]);
+        assert!(a.channels().is_empty());
+        hub.broadcast("ch", "after").unwrap();
+        assert_eq!(drain(&b), ["after"]);
+        assert_eq!(drain(&c), ["after"]);
+        assert!(drain(&a).is_empty());
+    });
+}
