@@ -1,5 +1,5 @@
 //! Shared fixtures of the loom models (`tests/loom_*.rs`): a test
-//! [`Transport`] that counts what the Hub tells it, a presence encoder that
+//! [`realtime::Transport`] that counts what the Hub tells it, a presence encoder that
 //! writes frames a model can read without a JSON parser, and small helpers.
 //!
 //! Compiled only under `--cfg loom` (see `run.sh`); without it this crate is
@@ -12,6 +12,32 @@ use std::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Mutex;
 use realtime::{Client, Frame, Hub, Member, PresenceEncoder, PresenceEvent, Transport};
+
+/// The preemption bound used when `LOOM_MAX_PREEMPTIONS` is not set: the
+/// suite's bound (see `README.md`). Without any bound `loom_hub_close` does
+/// not finish in minutes.
+pub const DEFAULT_PREEMPTIONS: usize = 3;
+
+/// Runs `f` under loom like `loom::model`, through a `loom::model::Builder`
+/// that reads the `LOOM_*` variables as usual but falls back to
+/// [`DEFAULT_PREEMPTIONS`] instead of an unbounded search.
+pub fn model<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(DEFAULT_PREEMPTIONS);
+    }
+    // As `loom::model` does: LOOM_LOG filters loom's own log ("Completed in
+    // N iterations" at info, every step at trace).
+    let subscriber = tracing_subscriber::fmt::Subscriber::builder()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("LOOM_LOG"))
+        .with_test_writer()
+        .without_time()
+        .finish();
+    tracing::subscriber::with_default(subscriber, || builder.check(f));
+}
 
 /// A [`Transport`] that records the Hub's calls.
 ///
