@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# RUSTC_WRAPPER used by run.sh for mutant builds: passes
-# `--cfg loom_mutant="$LOOM_MUTANT"` to rustc when it compiles the crate
-# `realtime`, and nothing else changes. Putting the cfg in RUSTFLAGS instead
-# would give every dependency new flags, hence a full rebuild of all of
-# them per mutant. Cargo does not see LOOM_MUTANT, so run.sh runs
-# `cargo clean -p realtime` in the mutants' own target dir before each build.
+# RUSTC_WORKSPACE_WRAPPER for run.sh's mutant builds. run.sh invokes it
+# through a symlink named after the mutant (target/loom/mutant-wrappers/
+# <mutant>), and it passes `--cfg loom_mutant="<mutant>"` to rustc when it
+# compiles the crate `realtime`; everything else goes through unchanged.
+#
+# Why a wrapper and not RUSTFLAGS: RUSTFLAGS changes every crate's flags,
+# hence one more build of every dependency per mutant. A workspace wrapper
+# applies to workspace members only, and cargo hashes its path into their
+# artifact names: each mutant gets its own `realtime` and test binaries,
+# cached across runs, while every dependency is shared with the plain
+# `--cfg loom` build in the same target dir.
 rustc=$1
 shift
+mutant=$(basename "$0")
 prev=
 for arg in "$@"; do
-  if [ "$prev" = "--crate-name" ] && [ "$arg" = "realtime" ] && [ -n "${LOOM_MUTANT:-}" ]; then
-    exec "$rustc" "$@" --cfg "loom_mutant=\"$LOOM_MUTANT\""
+  if [ "$prev" = "--crate-name" ] && [ "$arg" = "realtime" ]; then
+    exec "$rustc" "$@" --cfg "loom_mutant=\"$mutant\""
   fi
   prev=$arg
 done

@@ -661,6 +661,12 @@ impl HubInner {
                             member,
                         )
                     };
+                    // Mutant `roster_late` (loom_presence.rs): the newcomer
+                    // takes its slot, hence is visible to lock-free
+                    // broadcasts, before its roster is queued; a racing
+                    // broadcast then reaches it first (R9).
+                    #[cfg(loom_mutant = "roster_late")]
+                    let slot = state.insert(&ch.slots, client.0.clone());
                     // The roster goes first, before the newcomer is visible
                     // to any broadcast (R9).
                     if client.0.enqueue(roster_frame, true) != Enqueued::Queued {
@@ -668,6 +674,7 @@ impl HubInner {
                         self.discard_if_empty(&ch, &mut state);
                         return Err(Error::Closed);
                     }
+                    #[cfg(not(loom_mutant = "roster_late"))]
                     let slot = state.insert(&ch.slots, client.0.clone());
                     let is_new = state
                         .roster

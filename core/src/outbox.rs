@@ -76,8 +76,16 @@ impl Outbox {
             }
             return Ok(Pushed::Queued);
         }
+        #[cfg(not(loom_mutant = "wakeup_relaxed"))]
+        let check = Ordering::SeqCst;
+        // Mutant `wakeup_relaxed` (loom_wakeup.rs): the producer's check is
+        // Relaxed, so it can read the `true` from before the drainer's
+        // re-arm, skip the wake and strand its frame: the argument above
+        // needs SeqCst (push, then load, in the single total order).
+        #[cfg(loom_mutant = "wakeup_relaxed")]
+        let check = Ordering::Relaxed;
         #[allow(unreachable_code)]
-        if !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst) {
+        if !self.scheduled.load(check) && !self.scheduled.swap(true, Ordering::SeqCst) {
             Ok(Pushed::Wake)
         } else {
             Ok(Pushed::Queued)

@@ -18,7 +18,7 @@ use realtime::Hub;
 
 #[test]
 fn broadcast_racing_close_delivers_nothing_after_close_returns() {
-    loom::model(|| {
+    loom_tests::model(|| {
         let hub = Hub::new();
         let (a, probe_a) = attach(&hub);
         let (b, _pb) = attach(&hub);
@@ -65,7 +65,7 @@ fn broadcast_racing_close_delivers_nothing_after_close_returns() {
 /// return only once it left every channel, and it is freed.
 #[test]
 fn overflow_disconnect_racing_close_shuts_once_and_cleans_up() {
-    loom::model(|| {
+    loom_tests::model(|| {
         let hub = Hub::builder()
             .outbox(1)
             .slow_consumer_policy(realtime::SlowConsumerPolicy::DisconnectClient)

@@ -67,10 +67,10 @@ fn subscribe_racing_close(channel: &'static str) {
 
 #[test]
 fn subscribe_racing_close_leaves_no_ghost() {
-    loom::model(|| subscribe_racing_close("room"));
+    loom_tests::model(|| subscribe_racing_close("room"));
 }
 
 #[test]
 fn presence_subscribe_racing_close_leaves_no_phantom_member() {
-    loom::model(|| subscribe_racing_close("presence-room"));
+    loom_tests::model(|| subscribe_racing_close("presence-room"));
 }

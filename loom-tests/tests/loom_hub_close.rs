@@ -15,7 +15,7 @@ use realtime::{Error, Hub};
 
 #[test]
 fn hub_close_racing_attach_and_subscribe_leaves_nothing_registered() {
-    loom::model(|| {
+    loom_tests::model(|| {
         let hub = Hub::new();
         let (a, probe_a) = attach(&hub);
         let probe_c = Probe::new();

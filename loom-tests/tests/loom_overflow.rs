@@ -30,7 +30,7 @@ fn two_broadcasters(hub: &Hub) -> [thread::JoinHandle<()>; 2] {
 
 #[test]
 fn disconnect_client_overflow_closes_exactly_once() {
-    loom::model(|| {
+    loom_tests::model(|| {
         let hub = Hub::builder()
             .outbox(1)
             .slow_consumer_policy(SlowConsumerPolicy::DisconnectClient)
@@ -59,7 +59,7 @@ fn disconnect_client_overflow_closes_exactly_once() {
 
 #[test]
 fn drop_message_overflow_counts_every_dropped_frame() {
-    loom::model(|| {
+    loom_tests::model(|| {
         let hub = Hub::builder().outbox(1).build();
         let (a, _probe) = attach(&hub);
         hub.subscribe(&a, "ch").unwrap();

@@ -12,6 +12,13 @@
 //! the hooks run after the channel lock is released, as in the reference;
 //! members then see joins in different orders, or a roster that disagrees
 //! with the order of the channel.
+//!
+//! A broadcast takes no channel lock, so the lock does not order it against
+//! a join: the roster comes first only because the newcomer takes its slot
+//! (becomes visible to broadcasts) after its roster is queued. The second
+//! model races a join against a broadcast. Mutant `roster_late` (hub.rs
+//! `join`): the slot is taken before the roster is queued, and the racing
+//! broadcast can reach the newcomer first.
 #![cfg(loom)]
 
 use loom::thread;
@@ -22,7 +29,7 @@ const CH: &str = "presence-room";
 
 #[test]
 fn presence_joins_and_leave_reach_every_member_in_one_order() {
-    loom::model(|| {
+    loom_tests::model(|| {
         let hub = Hub::builder()
             .authorizer(|_: &AuthRequest| AuthResult::allow_anonymous())
             .presence_encoder(PlainPresence)
@@ -74,5 +81,46 @@ fn presence_joins_and_leave_reach_every_member_in_one_order() {
         let now: Vec<String> = hub.presence(CH).into_iter().map(|m| m.id).collect();
         assert_eq!(now, roster);
         assert_eq!(hub.channel_count(CH), 2);
+    });
+}
+
+#[test]
+fn newcomer_gets_its_roster_before_a_racing_broadcast() {
+    loom_tests::model(|| {
+        let hub = Hub::builder()
+            .authorizer(|_: &AuthRequest| AuthResult::allow_anonymous())
+            .presence_encoder(PlainPresence)
+            .build();
+        let (m, _pm) = attach(&hub);
+        hub.subscribe(&m, CH).unwrap();
+        assert_eq!(drain(&m), ["roster:", "added:client-1"]);
+        let (a, _pa) = attach(&hub);
+
+        let joiner = {
+            let (hub, a) = (hub.clone(), a.clone());
+            thread::spawn(move || hub.subscribe(&a, CH).unwrap())
+        };
+        hub.broadcast(CH, "x").unwrap();
+        joiner.join().unwrap();
+
+        // The member saw the broadcast and the join, in either order.
+        let mut seen = drain(&m);
+        seen.sort();
+        assert_eq!(seen, ["added:client-2", "x"]);
+        // The newcomer: its roster first, then its own join; the broadcast,
+        // if it reached it at all, after the roster.
+        let got = drain(&a);
+        assert_eq!(
+            got.first().map(String::as_str),
+            Some("roster:client-1"),
+            "newcomer's first frame is not its roster: {got:?}"
+        );
+        let rest: Vec<&str> = got[1..].iter().map(String::as_str).collect();
+        assert!(
+            rest == ["added:client-2"]
+                || rest == ["added:client-2", "x"]
+                || rest == ["x", "added:client-2"],
+            "newcomer's frames: {got:?}"
+        );
     });
 }

@@ -16,7 +16,7 @@ use realtime::Hub;
 
 #[test]
 fn subscribes_racing_last_unsubscribe_keep_the_channel() {
-    loom::model(|| {
+    loom_tests::model(|| {
         let hub = Hub::new();
         let (a, _pa) = attach(&hub);
         let (b, _pb) = attach(&hub);

@@ -33,7 +33,7 @@ fn drain_batch(client: &Client, probe: &loom_tests::Probe) -> usize {
 
 #[test]
 fn wakeup_is_never_lost_and_never_doubled() {
-    loom::model(|| {
+    loom_tests::model(|| {
         let hub = Hub::new();
         let (client, probe) = attach(&hub);
         let done = Arc::new(AtomicUsize::new(0));
