@@ -13,7 +13,11 @@
 //!   outside the timed region, a crew of publisher threads (`fixture.rs`).
 //!
 //! The groups (`benches/*.rs`, criterion, `harness = false`) and their
-//! figures are described in `BENCHMARKS.md` at the workspace root.
+//! figures are described in `BENCHMARKS.md` at the workspace root, as are
+//! two examples that explain figures rather than track them:
+//! `examples/fanout_floor.rs` (a cost model of the per-recipient fan-out
+//! work, beside the Hub) and `examples/bus_select.rs` (why the Memory
+//! driver's publish is slow, in crossbeam alone).
 
 mod baseline;
 mod bus_baseline;
