@@ -12,7 +12,8 @@
 //! counts it in [`Broadcaster::dropped`]. Handler errors and panics are
 //! logged through `tracing`, never propagated to the publisher (R22).
 //!
-//! [`Memory`] is the in-process driver. This crate never depends on the
+//! [`Memory`] is the in-process driver; `Redis` (feature `redis`) carries
+//! events across processes on Redis pub/sub (R24). This crate never depends on the
 //! Hub crate (`realtime`), nor it on this one (R23): bridging is a handler
 //! that calls the Hub.
 //!
@@ -46,7 +47,11 @@ mod dispatch;
 mod error;
 mod event;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{Redis, RedisBuilder, RedisStats, DEFAULT_NAMESPACE, MIN_BACKOFF, POLL};
 pub use broadcaster::{Broadcaster, BroadcasterExt, Filter, Handler, HandlerError};
 pub use dispatch::{Stats, Subscription, DEFAULT_BUFFER};
 pub use error::{Error, Result};

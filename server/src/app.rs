@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::auth;
+use crate::cluster::{ClusterPresenceEncoder, ClusterRoster};
 use crate::config::{AppConfig, SlowConsumer};
 use crate::connection::Connection;
 use crate::presence_encoder::PusherPresenceEncoder;
@@ -108,6 +109,8 @@ pub struct App {
     sockets: DashMap<String, u64>,
     /// Client numbers by signed-in user id.
     users: DashMap<String, HashSet<u64>>,
+    /// Cluster mode: the cluster-wide presence roster.
+    cluster: Option<Arc<ClusterRoster>>,
 }
 
 impl std::fmt::Debug for App {
@@ -122,25 +125,46 @@ impl std::fmt::Debug for App {
 impl App {
     /// An app with a fresh Hub.
     pub fn new(config: AppConfig, outbox: usize, slow: SlowConsumer) -> Self {
+        Self::with_cluster(config, outbox, slow, None)
+    }
+
+    /// An app whose presence is cluster-wide when `cluster` is given: the
+    /// Hub gets the cluster presence encoder reading that roster.
+    pub fn with_cluster(
+        config: AppConfig,
+        outbox: usize,
+        slow: SlowConsumer,
+        cluster: Option<Arc<ClusterRoster>>,
+    ) -> Self {
         let (key, secret) = (config.key.clone(), config.secret.clone());
         let policy = match slow {
             SlowConsumer::Drop => realtime::SlowConsumerPolicy::DropMessage,
             SlowConsumer::Disconnect => realtime::SlowConsumerPolicy::DisconnectClient,
         };
-        let hub = Hub::builder()
+        let builder = Hub::builder()
             .outbox(outbox.max(1))
             .slow_consumer_policy(policy)
             .presence_mode(PresenceMode::PerUser)
-            .presence_encoder(PusherPresenceEncoder)
-            .authorizer(move |r: &AuthRequest| authorize(&key, &secret, r))
-            .build();
+            .authorizer(move |r: &AuthRequest| authorize(&key, &secret, r));
+        let hub = match &cluster {
+            Some(roster) => builder
+                .presence_encoder(ClusterPresenceEncoder::new(Arc::clone(roster)))
+                .build(),
+            None => builder.presence_encoder(PusherPresenceEncoder).build(),
+        };
         Self {
             config,
             hub,
             conns: DashMap::new(),
             sockets: DashMap::new(),
             users: DashMap::new(),
+            cluster,
         }
+    }
+
+    /// Cluster mode: the cluster-wide presence roster.
+    pub fn cluster_roster(&self) -> Option<&Arc<ClusterRoster>> {
+        self.cluster.as_ref()
     }
 
     /// The configuration.

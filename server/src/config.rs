@@ -28,6 +28,10 @@ pub const DEFAULT_ACTIVITY_TIMEOUT: u64 = 120;
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 10 * 1024;
 /// Default client events allowed per connection and second (Pusher: 10).
 pub const DEFAULT_CLIENT_EVENT_RATE: u32 = 10;
+/// Default prefix of the cluster's Redis channels and keys.
+pub const DEFAULT_REDIS_NAMESPACE: &str = "realtime";
+/// Default seconds after which a silent node's members are removed.
+pub const DEFAULT_NODE_TTL: u64 = 15;
 
 /// What to do with a client whose outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -84,6 +88,17 @@ pub struct Cli {
     /// Log filter (tracing-subscriber syntax, e.g. `info` or `realtime_server=debug`) [default: info].
     #[arg(long, env = "REALTIME_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Cluster mode: share this Redis (`redis://host:port/db`) with the other
+    /// gateway nodes [default: none, single node].
+    #[arg(long, env = "REALTIME_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// Prefix of every Redis channel and key of this cluster [default: realtime].
+    #[arg(long, env = "REALTIME_REDIS_NAMESPACE")]
+    pub redis_namespace: Option<String>,
+    /// Cluster mode: seconds after which a silent node's presence members are
+    /// removed everywhere [default: 15].
+    #[arg(long, env = "REALTIME_NODE_TTL")]
+    pub node_ttl: Option<u64>,
 }
 
 /// One app as configured.
@@ -160,6 +175,12 @@ pub struct FileConfig {
     pub slow_consumer: Option<SlowConsumer>,
     /// As `--log-level`.
     pub log_level: Option<String>,
+    /// As `--redis`.
+    pub redis: Option<String>,
+    /// As `--redis-namespace`.
+    pub redis_namespace: Option<String>,
+    /// As `--node-ttl`.
+    pub node_ttl: Option<u64>,
     /// The apps.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -184,6 +205,12 @@ pub struct Settings {
     pub slow_consumer: SlowConsumer,
     /// Log filter.
     pub log_level: String,
+    /// Cluster mode: the Redis URL; `None` runs a single node.
+    pub redis: Option<String>,
+    /// Prefix of the cluster's Redis channels and keys.
+    pub redis_namespace: String,
+    /// Seconds without a heartbeat after which a node counts as dead.
+    pub node_ttl: u64,
     /// The apps (at least one).
     pub apps: Vec<AppConfig>,
     /// Whether `apps` is the built-in development app.
@@ -201,6 +228,9 @@ impl Default for Settings {
             outbox: realtime::DEFAULT_OUTBOX,
             slow_consumer: SlowConsumer::Drop,
             log_level: "info".to_owned(),
+            redis: None,
+            redis_namespace: DEFAULT_REDIS_NAMESPACE.to_owned(),
+            node_ttl: DEFAULT_NODE_TTL,
             apps: vec![AppConfig::dev()],
             dev_app: true,
         }
@@ -292,6 +322,13 @@ impl Settings {
                 .clone()
                 .or(file.log_level)
                 .unwrap_or(d.log_level),
+            redis: cli.redis.clone().or(file.redis),
+            redis_namespace: cli
+                .redis_namespace
+                .clone()
+                .or(file.redis_namespace)
+                .unwrap_or(d.redis_namespace),
+            node_ttl: cli.node_ttl.or(file.node_ttl).unwrap_or(d.node_ttl),
             apps,
             dev_app,
         };
@@ -312,6 +349,17 @@ impl Settings {
         }
         if self.outbox == 0 {
             return bad("outbox must be at least 1 frame".into());
+        }
+        if self.node_ttl < 2 {
+            return bad("node_ttl must be at least 2 seconds".into());
+        }
+        if self.redis_namespace.is_empty() || self.redis_namespace.contains(char::is_whitespace) {
+            return bad("redis_namespace must be non-empty, without spaces".into());
+        }
+        if let Some(url) = &self.redis {
+            if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+                return bad("redis must be a redis:// (or unix://) URL".into());
+            }
         }
         if self.max_message_size < 1024 {
             return bad("max_message_size must be at least 1024 bytes".into());
@@ -389,6 +437,21 @@ mod tests {
         assert_eq!(s.bind.to_string(), DEFAULT_BIND);
         assert_eq!(s.apps, vec![AppConfig::dev()]);
         assert_eq!(s.activity_timeout, 120);
+        assert_eq!(s.redis, None);
+        assert_eq!(s.node_ttl, DEFAULT_NODE_TTL);
+    }
+
+    #[test]
+    fn redis_comes_from_the_flag_or_the_file() {
+        let file = parse_file("redis = \"redis://file:6379/\"\nnode_ttl = 5\n").unwrap();
+        let s = Settings::resolve(&Cli::default(), file.clone()).unwrap();
+        assert_eq!(s.redis.as_deref(), Some("redis://file:6379/"));
+        assert_eq!(s.node_ttl, 5);
+        let cli = Cli::try_parse_from(["x", "--redis", "redis://flag:1/"]).unwrap();
+        let s = Settings::resolve(&cli, file).unwrap();
+        assert_eq!(s.redis.as_deref(), Some("redis://flag:1/"));
+        let cli = Cli::try_parse_from(["x", "--redis", "localhost:6379"]).unwrap();
+        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
     }
 
     #[test]

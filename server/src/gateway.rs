@@ -34,6 +34,7 @@ use realtime::{Client, Error as HubError, Frame};
 use crate::app::{parse_channel_data, App, SubscribeParams};
 use crate::auth;
 use crate::channel::{self, ChannelKind};
+use crate::cluster::ClusterRoster;
 use crate::config::Settings;
 use crate::connection::Connection;
 use crate::metrics::{self, AppGauges, Metrics};
@@ -120,6 +121,7 @@ pub struct Gateway {
     epoch: Instant,
     bus: OnceLock<Arc<dyn Bus>>,
     transport_stats: OnceLock<StatsProvider>,
+    bus_stats: OnceLock<StatsProvider>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -142,10 +144,22 @@ fn random_u32() -> u32 {
 impl Gateway {
     /// A gateway for these settings' apps.
     pub fn new(settings: &Settings) -> Self {
+        let node = random_u32();
         let apps: Vec<Arc<App>> = settings
             .apps
             .iter()
-            .map(|a| Arc::new(App::new(a.clone(), settings.outbox, settings.slow_consumer)))
+            .map(|a| {
+                let roster = settings
+                    .redis
+                    .as_ref()
+                    .map(|_| Arc::new(ClusterRoster::new(node.to_string())));
+                Arc::new(App::with_cluster(
+                    a.clone(),
+                    settings.outbox,
+                    settings.slow_consumer,
+                    roster,
+                ))
+            })
             .collect();
         Self {
             by_key: apps
@@ -160,11 +174,12 @@ impl Gateway {
             activity_timeout: settings.activity_timeout,
             max_connections: settings.max_connections,
             metrics: Metrics::default(),
-            node: random_u32(),
+            node,
             seq: AtomicU64::new(1),
             epoch: Instant::now(),
             bus: OnceLock::new(),
             transport_stats: OnceLock::new(),
+            bus_stats: OnceLock::new(),
         }
     }
 
@@ -184,6 +199,24 @@ impl Gateway {
             + 'static,
     ) {
         let _ = self.transport_stats.set(Box::new(provider));
+    }
+
+    /// Installs the source of the bus driver's counters for `/metrics`
+    /// (cluster mode). Only the first call counts.
+    pub fn set_bus_stats(
+        &self,
+        provider: impl Fn() -> Vec<(&'static str, &'static str, &'static str, u64)>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        let _ = self.bus_stats.set(Box::new(provider));
+    }
+
+    /// This node's id: the first part of its socket ids, and its id in a
+    /// cluster.
+    pub fn node_id(&self) -> String {
+        self.node.to_string()
     }
 
     /// Every app.
@@ -640,7 +673,8 @@ impl Gateway {
                 dropped_live: a.connections().iter().map(|c| c.client().drops()).sum(),
             })
             .collect();
-        let transport = self.transport_stats.get().map(|f| f()).unwrap_or_default();
+        let mut transport = self.transport_stats.get().map(|f| f()).unwrap_or_default();
+        transport.extend(self.bus_stats.get().map(|f| f()).unwrap_or_default());
         self.metrics.render(&apps, &transport)
     }
 

@@ -302,8 +302,28 @@ fn info_fields(params: &[(String, String)]) -> Vec<&str> {
 }
 
 fn user_count(app: &App, channel: &str) -> usize {
-    // Per-user presence: the roster holds each user once.
-    app.hub().presence(channel).len()
+    match app.cluster_roster() {
+        // Cluster mode: the cluster-wide mirror.
+        Some(r) => r.user_count(channel),
+        // Per-user presence: the roster holds each user once.
+        None => app.hub().presence(channel).len(),
+    }
+}
+
+/// Occupied channels and their subscriber counts on this node; in cluster
+/// mode, plus the presence channels occupied on other nodes (subscriber
+/// count: this node's).
+fn occupied_channels(app: &App) -> Vec<(String, usize)> {
+    let mut out = app.hub().channels();
+    if let Some(r) = app.cluster_roster() {
+        for (name, _) in r.channels() {
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, 0));
+            }
+        }
+        out.sort();
+    }
+    out
 }
 
 impl Gateway {
@@ -486,7 +506,7 @@ fn api_channels(app: &App, params: &[(String, String)]) -> ApiResult {
         ));
     }
     let mut channels = Map::new();
-    for (name, subs) in app.hub().channels() {
+    for (name, subs) in occupied_channels(app) {
         if name.starts_with('#') || !name.starts_with(prefix) {
             continue;
         }
@@ -510,7 +530,8 @@ fn api_channel(app: &App, name: &str, params: &[(String, String)]) -> ApiResult 
     let info = info_fields(params);
     let subs = app.hub().channel_count(name);
     let mut o = Map::new();
-    o.insert("occupied".into(), json!(subs > 0));
+    let elsewhere = app.cluster_roster().is_some_and(|r| r.user_count(name) > 0);
+    o.insert("occupied".into(), json!(subs > 0 || elsewhere));
     if info.contains(&"user_count") {
         if kind != ChannelKind::Presence {
             return Err(bad_request(
@@ -532,12 +553,11 @@ fn api_users(app: &App, name: &str) -> ApiResult {
             "Users are only available for presence channels",
         ));
     }
-    let users: Vec<Value> = app
-        .hub()
-        .presence(name)
-        .iter()
-        .map(|m| json!({ "id": m.id }))
-        .collect();
+    let members = match app.cluster_roster() {
+        Some(r) => r.members(name),
+        None => app.hub().presence(name),
+    };
+    let users: Vec<Value> = members.iter().map(|m| json!({ "id": m.id })).collect();
     Ok(HttpReply::json(200, json!({ "users": users }).to_string()))
 }
 

@@ -30,6 +30,7 @@ pub mod auth;
 pub mod bridge;
 pub mod bus;
 pub mod channel;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod envelope;

@@ -24,6 +24,7 @@ pub struct Running {
     local_addr: std::net::SocketAddr,
     sweeper: Option<Sweeper>,
     bus: Option<crate::bus::Attached>,
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Running {
@@ -53,17 +54,116 @@ pub fn transport_config(settings: &Settings) -> Config {
 /// # Errors
 ///
 /// Binding the socket or spawning threads failed.
+///
+/// With `settings.redis` the node joins a cluster: the bus is the Redis
+/// driver and presence is cluster-wide (`cluster.rs`). An unreachable
+/// Redis does not stop the start: the node logs the error, serves its own
+/// clients alone and keeps retrying in the background; the cluster heals
+/// when Redis answers.
 pub fn start(settings: &Settings) -> std::io::Result<Running> {
     let gateway = Arc::new(Gateway::new(settings));
-    let bus: Arc<dyn broadcasting::Broadcaster> = Arc::new(
-        broadcasting::Memory::builder()
-            .buffer(crate::bus::BUS_BUFFER)
-            .build(),
-    );
+    let mut cluster = None;
+    let bus: Arc<dyn broadcasting::Broadcaster> = match &settings.redis {
+        None => Arc::new(
+            broadcasting::Memory::builder()
+                .buffer(crate::bus::BUS_BUFFER)
+                .build(),
+        ),
+        Some(url) => {
+            let redis = Arc::new(
+                broadcasting::Redis::builder(url.as_str())
+                    .namespace(settings.redis_namespace.as_str())
+                    .node_id(gateway.node_id())
+                    .buffer(crate::bus::BUS_BUFFER)
+                    .build()
+                    .map_err(|e| std::io::Error::other(format!("--redis {}: {e}", redact(url))))?,
+            );
+            let deadline = std::time::Instant::now() + REDIS_START_WAIT;
+            while !redis.is_connected() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if redis.is_connected() {
+                tracing::info!(redis = %redact(url), node = %gateway.node_id(), "cluster mode: connected to redis");
+            } else {
+                tracing::error!(
+                    redis = %redact(url),
+                    "cluster mode: redis is unreachable; serving this node's clients alone and retrying in the background"
+                );
+            }
+            let stats_of = Arc::downgrade(&redis);
+            gateway.set_bus_stats(move || {
+                let Some(r) = stats_of.upgrade() else {
+                    return Vec::new();
+                };
+                let s = r.stats();
+                vec![
+                    (
+                        "realtime_redis_connected",
+                        "1 while the redis subscriber is connected.",
+                        "gauge",
+                        u64::from(r.is_connected()),
+                    ),
+                    (
+                        "realtime_redis_published_total",
+                        "Events published to redis.",
+                        "counter",
+                        s.published,
+                    ),
+                    (
+                        "realtime_redis_received_total",
+                        "Events received from other nodes.",
+                        "counter",
+                        s.received,
+                    ),
+                    (
+                        "realtime_redis_publish_errors_total",
+                        "Publishes that could not reach redis (delivered locally only).",
+                        "counter",
+                        s.publish_errors,
+                    ),
+                    (
+                        "realtime_redis_reconnects_total",
+                        "Redis subscriber reconnections.",
+                        "counter",
+                        s.reconnects,
+                    ),
+                    (
+                        "realtime_redis_malformed_total",
+                        "Redis messages that were not a valid envelope.",
+                        "counter",
+                        s.malformed,
+                    ),
+                ]
+            });
+            cluster = Some(crate::cluster::Cluster::start(
+                &gateway,
+                Arc::clone(&redis),
+                url,
+                &settings.redis_namespace,
+                Duration::from_secs(settings.node_ttl),
+            )?);
+            redis
+        }
+    };
     let attached = crate::bus::attach(&gateway, bus).map_err(std::io::Error::other)?;
     let mut running = start_with(gateway, settings)?;
     running.bus = Some(attached);
+    running.cluster = cluster;
     Ok(running)
+}
+
+/// How long `start` waits for a first Redis connection before it goes on
+/// without one.
+const REDIS_START_WAIT: Duration = Duration::from_secs(2);
+
+/// A Redis URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Starts an already-built gateway (with its bus installed).
@@ -157,6 +257,7 @@ pub fn start_with(gateway: Arc<Gateway>, settings: &Settings) -> std::io::Result
         local_addr,
         sweeper: Some(sweeper),
         bus: None,
+        cluster: None,
     })
 }
 
@@ -184,6 +285,11 @@ impl Running {
             server.shutdown_with(code::RESTARTING, "Server shutting down");
         }
         self.gateway.close_all();
+        // After the Hubs (their leaves are queued), before the bus (the
+        // leaves go out on it).
+        if let Some(cluster) = self.cluster.take() {
+            cluster.close();
+        }
         if let Some(bus) = self.bus.take() {
             bus.close();
         }
@@ -193,5 +299,16 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_passwords_stay_out_of_logs() {
+        assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact("redis://h:1/"), "redis://h:1/");
     }
 }
