@@ -1,43 +1,21 @@
-//! [`Event`]: the unit every driver publishes and delivers (R20).
+//! The unit of pub/sub (R20).
 
 use bytes::Bytes;
 
-/// One event on one channel.
-///
-/// The payload is opaque bytes (typically pre-encoded JSON, but anything
-/// goes); no driver looks inside it. Cloning an `Event` copies the two
-/// strings and bumps the payload's reference count. Drivers share one
-/// allocation of a published event among all local subscribers.
-///
-/// # Examples
-///
-/// ```
-/// use broadcasting::Event;
-///
-/// let e = Event::new("orders", "OrderCreated", &b"{\"id\":42}"[..]);
-/// assert_eq!(e.channel, "orders");
-/// assert_eq!(e.name, "OrderCreated");
-/// assert_eq!(&e.payload[..], b"{\"id\":42}");
-/// assert_eq!(e.origin, None);
-/// ```
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// An event on a channel: a name and an opaque payload (typically
+/// pre-encoded JSON). Cloning is cheap: the payload is shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// The channel the event is published on, e.g. `orders`.
+    /// The channel it is published on.
     pub channel: String,
-    /// The event's name, e.g. `OrderCreated`. Any string, including the
-    /// empty one and ones containing newlines.
+    /// The event's name (any string: drivers carry it exactly).
     pub name: String,
-    /// Opaque payload bytes, delivered exactly as published.
+    /// Opaque bytes.
     pub payload: Bytes,
-    /// The node that published the event, when a remote driver delivered it
-    /// (`RedisBroadcaster::node_id` of the publisher). `None` for events
-    /// published in-process. A remote driver overwrites it on publish.
-    pub origin: Option<String>,
 }
 
 impl Event {
-    /// Builds an event with no origin.
+    /// An event from anything that converts into its parts.
     pub fn new(
         channel: impl Into<String>,
         name: impl Into<String>,
@@ -47,7 +25,6 @@ impl Event {
             channel: channel.into(),
             name: name.into(),
             payload: payload.into(),
-            origin: None,
         }
     }
 }
