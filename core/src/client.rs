@@ -36,7 +36,7 @@ use crate::hub::HubInner;
 use crate::message::{Frame, IntoPayload, MessageType};
 use crate::outbox::{Outbox, Pushed};
 use crate::presence::{Member, RosterKey};
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{lock, Arc, Mutex, Weak};
 
 /// What the Hub does when a client's outbox is full (R14).
@@ -77,8 +77,8 @@ pub(crate) struct Sub {
 pub(crate) struct ClientShared {
     pub(crate) number: u64,
     pub(crate) id: String,
+    /// The outbox, with the `closed` flag on its hot line.
     pub(crate) outbox: Outbox,
-    pub(crate) closed: AtomicBool,
     pub(crate) drops: AtomicU64,
     pub(crate) policy: SlowConsumerPolicy,
     pub(crate) auth: Bytes,
@@ -107,13 +107,16 @@ pub(crate) enum Enqueued {
 }
 
 impl ClientShared {
-    /// Enqueues without blocking (R14). `force` marks frames whose loss
-    /// would corrupt client state (presence): they disconnect on overflow
-    /// whatever the policy.
+    /// Enqueues without blocking (R14, R34). `force` marks frames that are
+    /// never dropped: presence frames (whose loss would corrupt the
+    /// client's roster) and replies to the client's own requests. Over the
+    /// byte bound they disconnect the client whatever the policy; other
+    /// frames are dropped or disconnect per the policy, and only over the
+    /// bound.
     pub(crate) fn enqueue(&self, frame: Frame, force: bool) -> Enqueued {
         // Relaxed: a stale `false` only lets a frame into the outbox of a
         // client that is closing; drainers check `closed` before writing.
-        if self.closed.load(Ordering::Relaxed) {
+        if self.outbox.closed.load(Ordering::Relaxed) {
             return Enqueued::Closed;
         }
         match self.outbox.push(frame) {
@@ -134,7 +137,13 @@ impl ClientShared {
                         .store(self.drops.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     return Enqueued::Dropped;
                 }
-                tracing::debug!(client = %self.id, force, "outbox overflow: disconnecting");
+                tracing::info!(
+                    client = %self.id,
+                    force,
+                    pending_bytes = self.outbox.pending_bytes(),
+                    limit = self.outbox.limit_bytes(),
+                    "client buffer exceeded: disconnecting slow consumer"
+                );
                 let _ = self
                     .reason
                     .set((crate::hub::CLOSE_SLOW_CONSUMER, "slow consumer".to_owned()));
@@ -150,24 +159,24 @@ impl ClientShared {
     /// Phase 1 of close; true for the one caller that performed it.
     pub(crate) fn shut(&self) -> bool {
         #[cfg(not(loom_mutant = "double_close"))]
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if self.outbox.closed.swap(true, Ordering::SeqCst) {
             return false;
         }
         // Mutant `double_close` (loom_overflow.rs): check, then set, without
         // the swap; two racing closers both win and close the transport twice.
         #[cfg(loom_mutant = "double_close")]
         {
-            if self.closed.load(Ordering::SeqCst) {
+            if self.outbox.closed.load(Ordering::SeqCst) {
                 return false;
             }
-            self.closed.store(true, Ordering::SeqCst);
+            self.outbox.closed.store(true, Ordering::SeqCst);
         }
         self.transport.closed();
         true
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+        self.outbox.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -228,9 +237,27 @@ impl Client {
         self.0.outbox.len()
     }
 
-    /// The outbox capacity.
-    pub fn capacity(&self) -> usize {
-        self.0.outbox.capacity()
+    /// Bytes owed to the socket (R34): the wire length of the frames in the
+    /// outbox plus what the transport reported holding unsent
+    /// ([`Client::set_unsent`]).
+    pub fn pending_bytes(&self) -> usize {
+        self.0.outbox.pending_bytes()
+    }
+
+    /// The bound on [`Client::pending_bytes`] past which the slow-consumer
+    /// policy applies (see [`crate::HubBuilder::client_buffer`]).
+    pub fn buffer_limit(&self) -> usize {
+        self.0.outbox.limit_bytes()
+    }
+
+    /// The optional bound in frames (see [`crate::HubBuilder::outbox`]).
+    pub fn frame_limit(&self) -> Option<usize> {
+        self.0.outbox.limit_frames()
+    }
+
+    /// Channels this client is subscribed to, counted without copying.
+    pub fn subscription_count(&self) -> usize {
+        lock(&self.0.subs).len()
     }
 
     /// The channels this client is subscribed to.
@@ -314,6 +341,34 @@ impl Client {
             }
             Enqueued::Closed => Err(Error::Closed),
         }
+    }
+
+    /// Enqueues a reply to this client's own request (a subscription
+    /// acknowledgement, an error, a pong): never dropped, whatever the
+    /// policy (R34). If the client's pending output is past its byte bound
+    /// (it floods requests and does not read) the client is disconnected
+    /// (1008) instead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] if the client is closed (before or by this reply).
+    pub fn send_reply(&self, frame: Frame) -> Result<()> {
+        match self.0.enqueue(frame, true) {
+            Enqueued::Queued | Enqueued::Dropped => Ok(()),
+            Enqueued::Shut => {
+                self.close_deferred();
+                Err(Error::Closed)
+            }
+            Enqueued::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// For transports: the bytes this transport holds for the client that
+    /// the socket has not accepted yet (0 once it caught up). They count
+    /// toward the client's byte bound with what is queued (R34). Call it
+    /// from the drainer only.
+    pub fn set_unsent(&self, bytes: usize) {
+        self.0.outbox.set_unsent(bytes);
     }
 
     /// Clean-up after an overflow shut this client.

@@ -20,6 +20,14 @@ pub enum Error {
     /// (it was attached by a non-blocking transport).
     #[error("client has no blocking connection to serve")]
     NotServable,
+    /// A subscribe past the Hub's per-client subscription limit (the
+    /// limit is given).
+    #[error("too many subscriptions: the limit is {0} channels per connection")]
+    TooManySubscriptions(usize),
+    /// A presence join that would pass the channel's member limit (the
+    /// limit is given).
+    #[error("presence channel is full: the limit is {0} members")]
+    PresenceFull(usize),
     /// The transport failed.
     #[error("transport: {0}")]
     Io(#[from] std::io::Error),
@@ -33,6 +41,8 @@ impl PartialEq for Error {
             | (Self::InvalidUtf8, Self::InvalidUtf8)
             | (Self::NotServable, Self::NotServable) => true,
             (Self::ClientNotFound(a), Self::ClientNotFound(b)) => a == b,
+            (Self::TooManySubscriptions(a), Self::TooManySubscriptions(b))
+            | (Self::PresenceFull(a), Self::PresenceFull(b)) => a == b,
             (Self::Io(a), Self::Io(b)) => a.kind() == b.kind(),
             _ => false,
         }

@@ -48,8 +48,16 @@ use crate::presence::{
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::{lock, Arc, DashMap, Mutex};
 
-/// The default outbox capacity, in frames (R3).
-pub const DEFAULT_OUTBOX: usize = 64;
+/// The default bound on a client's pending output, in bytes (R34): 1 MiB.
+///
+/// Why 1 MiB: the largest burst the gateway itself produces for one client
+/// in one loop turn (1,000 subscription acknowledgements, a 100-member
+/// roster, hundreds of presence frames after a restart) is a few hundred
+/// KiB, so a client that reads is never near it; a client that stopped
+/// reading costs at most this much before the policy applies, which keeps
+/// 10,000 stalled clients under 10 GiB in the worst case. Pusher-compatible
+/// servers buffer per socket in the same range.
+pub const DEFAULT_CLIENT_BUFFER: usize = 1 << 20;
 
 /// Close code recorded (see [`Client::close_reason`]) for clients closed by
 /// [`Hub::close`]: WebSocket 1001, "going away".
@@ -70,7 +78,10 @@ pub(crate) struct HubInner {
     channels: DashMap<Arc<str>, Arc<Channel>>,
     closed: AtomicBool,
     next_id: AtomicU64,
-    outbox: usize,
+    buffer: usize,
+    frames: Option<usize>,
+    max_presence: usize,
+    max_subscriptions: usize,
     policy: SlowConsumerPolicy,
     authorizer: Option<Arc<dyn Authorizer>>,
     mode: PresenceMode,
@@ -88,7 +99,8 @@ pub(crate) struct HubInner {
 /// use realtime::{Hub, PresenceMode, SlowConsumerPolicy};
 ///
 /// let hub = Hub::builder()
-///     .outbox(256)
+///     .client_buffer(256 * 1024)
+///     .max_presence_members(100)
 ///     .slow_consumer_policy(SlowConsumerPolicy::DisconnectClient)
 ///     .presence_mode(PresenceMode::PerUser)
 ///     .build();
@@ -96,7 +108,10 @@ pub(crate) struct HubInner {
 /// ```
 #[must_use]
 pub struct HubBuilder {
-    outbox: usize,
+    buffer: usize,
+    frames: Option<usize>,
+    max_presence: usize,
+    max_subscriptions: usize,
     policy: SlowConsumerPolicy,
     authorizer: Option<Arc<dyn Authorizer>>,
     mode: PresenceMode,
@@ -106,7 +121,10 @@ pub struct HubBuilder {
 impl Default for HubBuilder {
     fn default() -> Self {
         Self {
-            outbox: DEFAULT_OUTBOX,
+            buffer: DEFAULT_CLIENT_BUFFER,
+            frames: None,
+            max_presence: usize::MAX,
+            max_subscriptions: usize::MAX,
             policy: SlowConsumerPolicy::default(),
             authorizer: None,
             mode: PresenceMode::default(),
@@ -116,14 +134,49 @@ impl Default for HubBuilder {
 }
 
 impl HubBuilder {
-    /// Outbox capacity per client, in frames (default 64).
+    /// The bound on each client's pending output, in bytes (R34; default
+    /// [`DEFAULT_CLIENT_BUFFER`], 1 MiB): the wire length of the frames in
+    /// its outbox plus what its transport holds unsent. Past it,
+    /// `DropMessage` drops broadcast frames and `DisconnectClient`
+    /// disconnects; replies and presence frames are never dropped, so past
+    /// it they disconnect. An empty buffer always takes one frame, however
+    /// large. Values above 512 GiB are clamped.
+    ///
+    /// # Panics
+    ///
+    /// If `bytes` is 0.
+    pub fn client_buffer(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "client buffer must be at least 1 byte");
+        self.buffer = bytes;
+        self
+    }
+
+    /// An optional bound in frames on top of the byte bound (default: none,
+    /// the byte bound alone decides). Small values are useful in tests to
+    /// provoke the slow-consumer policy with few frames.
     ///
     /// # Panics
     ///
     /// If `frames` is 0.
     pub fn outbox(mut self, frames: usize) -> Self {
         assert!(frames > 0, "outbox capacity must be at least 1");
-        self.outbox = frames;
+        self.frames = Some(frames);
+        self
+    }
+
+    /// Most members of one presence channel (default: unbounded). A join
+    /// that would add one more fails with [`Error::PresenceFull`] and
+    /// changes nothing; in per-user mode another connection of a present
+    /// user is not a new member and is accepted.
+    pub fn max_presence_members(mut self, members: usize) -> Self {
+        self.max_presence = members;
+        self
+    }
+
+    /// Most channels one client may be subscribed to (default: unbounded).
+    /// A subscribe past it fails with [`Error::TooManySubscriptions`].
+    pub fn max_subscriptions(mut self, channels: usize) -> Self {
+        self.max_subscriptions = channels;
         self
     }
 
@@ -159,7 +212,10 @@ impl HubBuilder {
             channels: DashMap::new(),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            outbox: self.outbox,
+            buffer: self.buffer,
+            frames: self.frames,
+            max_presence: self.max_presence,
+            max_subscriptions: self.max_subscriptions,
             policy: self.policy,
             authorizer: self.authorizer,
             mode: self.mode,
@@ -273,8 +329,7 @@ impl Hub {
         let client = Client(Arc::new(ClientShared {
             number,
             id: format!("client-{number}"),
-            outbox: Outbox::new(hub.outbox),
-            closed: AtomicBool::new(false),
+            outbox: Outbox::new(hub.buffer, hub.frames),
             drops: AtomicU64::new(0),
             policy: hub.policy,
             auth,
@@ -303,7 +358,9 @@ impl Hub {
     /// # Errors
     ///
     /// [`Error::Closed`] if the Hub or the client is closed;
-    /// [`Error::Unauthorized`] if a private or presence join is denied.
+    /// [`Error::Unauthorized`] if a private or presence join is denied;
+    /// [`Error::TooManySubscriptions`] and [`Error::PresenceFull`] past the
+    /// limits set on the builder.
     pub fn subscribe(&self, client: &Client, channel: &str) -> Result<()> {
         self.subscribe_with(client, channel, ())
     }
@@ -639,6 +696,11 @@ impl HubInner {
             if subs.contains_key(name) {
                 return Ok(());
             }
+            if subs.len() >= self.max_subscriptions {
+                drop(subs);
+                self.discard_if_empty(&ch, &mut lock(&ch.state));
+                return Err(Error::TooManySubscriptions(self.max_subscriptions));
+            }
             let mut state = lock(&ch.state);
             if state.dead {
                 continue;
@@ -650,6 +712,14 @@ impl HubInner {
                         PresenceMode::PerConnection => RosterKey::Conn(client.number()),
                         PresenceMode::PerUser => RosterKey::User(member.id.clone()),
                     };
+                    let full = state
+                        .roster
+                        .as_ref()
+                        .is_some_and(|r| !r.contains(&key) && r.len() >= self.max_presence);
+                    if full {
+                        self.discard_if_empty(&ch, &mut state);
+                        return Err(Error::PresenceFull(self.max_presence));
+                    }
                     let roster_frame = {
                         let roster = state
                             .roster

@@ -111,6 +111,21 @@ impl Frame {
         }
     }
 
+    /// The frame's length on the wire as a server sends it: the payload plus
+    /// the unmasked WebSocket header (2, 4 or 10 bytes). Outboxes bound a
+    /// client's pending output by this measure (R34).
+    pub fn wire_len(&self) -> usize {
+        let len = self.0.payload.len();
+        let header = if len < 126 {
+            2
+        } else if len <= 0xffff {
+            4
+        } else {
+            10
+        };
+        len + header
+    }
+
     /// The transport's encoded form of this frame, computed by `encode` the
     /// first time and shared by every later caller (R31). A frame is meant
     /// for one wire format; every transport of a process must encode alike.

@@ -1,6 +1,43 @@
-//! A client's outbox: a bounded MPSC queue of frames plus the wake-up flag
-//! that lets any number of producers hand work to one drainer without a lost
-//! or a redundant wake-up.
+//! A client's outbox (v2): an unbounded-in-frames MPSC queue of frames whose
+//! pending output is bounded in **bytes**, plus the wake-up flag that lets
+//! any number of producers hand work to one drainer without a lost or a
+//! redundant wake-up.
+//!
+//! # Why bytes, not frames (R34)
+//!
+//! A client is slow only when its socket stops taking bytes. A bound in
+//! frames (v1: a 64-slot ring) made any burst the server itself produced in
+//! one loop turn (1,000 subscription acks, a presence roster and 500
+//! `member_removed` frames) look like a slow consumer, before the event loop
+//! had written anything. The bound is now on the bytes owed to the socket:
+//! what is queued here plus what the transport holds that the socket has not
+//! accepted (`unsent`, reported by the transport). A client whose socket
+//! keeps taking bytes never reaches it, whatever the burst; one that stops
+//! reading reaches it after `limit` bytes (default 1 MiB: see
+//! [`crate::DEFAULT_CLIENT_BUFFER`]).
+//!
+//! # Layout and cost
+//!
+//! - The queue is crossbeam's `SegQueue`: blocks of 31 slots allocated as
+//!   frames arrive, so an idle client holds no ring (v1 held 64 slots,
+//!   1 KiB, from the start) and a burst can queue more than 64 frames while
+//!   within the byte bound.
+//! - `queued` packs the queued bytes (low 40 bits) and frames (high 24
+//!   bits) in one `AtomicU64`, so a push accounts for both with one
+//!   read-modify-write (a reservation: `fetch_add`, undone if over the
+//!   bound). Relaxed: it is a bound, not a synchronisation; a racing
+//!   producer may read it off by the frames in flight, so the bound is
+//!   exact to within one frame per concurrent producer.
+//! - The hot fields (`closed`, `scheduled`, `queued`, `unsent`, the limits)
+//!   come first in a `repr(C)` struct aligned like the queue (128 bytes), so
+//!   they share one cache line; the queue's head and tail follow on lines of
+//!   their own (crossbeam pads them).
+//! - A frame's cost is its wire length ([`Frame::wire_len`]): the payload
+//!   plus the 2–10 byte WebSocket header a server frame carries.
+//!
+//! A queue that is empty of bytes and of unsent output always accepts one
+//! frame, however large: a single message larger than the bound is still
+//! delivered to a client that keeps up.
 //!
 //! # The wake-up protocol
 //!
@@ -28,14 +65,26 @@
 //! it makes sure a drain follows. At most one wake is pending at a time: only
 //! the thread whose `swap` turned `false` into `true` wakes the drainer.
 //!
-//! This relies on crossbeam's `ArrayQueue::push` being a SeqCst RMW on the
-//! tail and `is_empty` loading head and tail with SeqCst (crossbeam-queue
-//! 0.3); the loom stand-in in `sync` keeps the same orderings, and the model
-//! `loom_wakeup.rs` checks the protocol.
+//! This relies on crossbeam's `SegQueue::push` being a SeqCst RMW on the
+//! tail index and `is_empty` loading head and tail with SeqCst
+//! (crossbeam-queue 0.3); the loom stand-in in `sync` keeps the same
+//! orderings, and the model `loom_wakeup.rs` checks the protocol. The byte
+//! accounting takes no part in it (`loom_overflow.rs` models the bound).
 
 use crate::message::Frame;
-use crate::sync::atomic::{AtomicBool, Ordering};
-use crate::sync::ArrayQueue;
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::SegQueue;
+
+/// Bits of `queued` that count bytes; the rest count frames.
+const BYTE_BITS: u32 = 40;
+const BYTE_MASK: u64 = (1 << BYTE_BITS) - 1;
+/// One frame, in `queued`'s packing.
+const ONE_FRAME: u64 = 1 << BYTE_BITS;
+/// The largest byte bound `queued` can hold with room for in-flight
+/// reservations (half of the 40 bits).
+pub(crate) const MAX_BYTES: usize = 1 << (BYTE_BITS - 1);
+/// The largest frame bound, likewise (half of the 24 bits).
+pub(crate) const MAX_FRAMES: usize = 1 << (63 - BYTE_BITS);
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,26 +95,66 @@ pub(crate) enum Pushed {
     Wake,
 }
 
+/// The hot fields first, in declaration order, on the queue's alignment.
+#[repr(C)]
 pub(crate) struct Outbox {
-    queue: ArrayQueue<Frame>,
+    /// Set once by the client's close (phase 1, `client.rs`); read by every
+    /// enqueue. Lives here to share the enqueue's cache line.
+    pub(crate) closed: AtomicBool,
     /// Written once per batch (by the producer that schedules and by the
     /// drainer that re-arms) and read by every push: a read-mostly flag.
-    /// It is deliberately not cache-padded: padding would put it on a line of
-    /// its own and cost every recipient of a fan-out one more cache miss.
     scheduled: AtomicBool,
+    /// Queued bytes (low 40 bits) and frames (high 24 bits).
+    queued: AtomicU64,
+    /// Bytes the transport holds that the socket has not accepted; written
+    /// by the drainer only.
+    unsent: AtomicU64,
+    /// The byte bound (R34).
+    limit_bytes: u64,
+    /// An optional bound in frames on top of it (`u64::MAX >> BYTE_BITS`
+    /// when none).
+    limit_frames: u64,
+    queue: SegQueue<Frame>,
 }
 
 impl Outbox {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty outbox bounded by `limit_bytes` and, optionally, a number of
+    /// frames. Callers clamp to [`MAX_BYTES`] and [`MAX_FRAMES`].
+    pub(crate) fn new(limit_bytes: usize, limit_frames: Option<usize>) -> Self {
         Self {
-            queue: ArrayQueue::new(capacity),
+            closed: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
+            queued: AtomicU64::new(0),
+            unsent: AtomicU64::new(0),
+            limit_bytes: limit_bytes.min(MAX_BYTES) as u64,
+            limit_frames: limit_frames.map_or(MAX_FRAMES, |f| f.min(MAX_FRAMES)) as u64,
+            queue: SegQueue::new(),
         }
     }
 
-    /// Pushes a frame; hands it back when the outbox is full.
+    /// Pushes a frame unless the pending output would pass the bound; hands
+    /// it back when it would.
     pub(crate) fn push(&self, frame: Frame) -> Result<Pushed, Frame> {
-        self.queue.push(frame)?;
+        let cost = frame.wire_len() as u64;
+        // Relaxed: accounting only (module docs); the queue's own SeqCst
+        // push below is what the wake-up protocol relies on.
+        let before = self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
+        let owed = (before & BYTE_MASK) + self.unsent.load(Ordering::Relaxed);
+        #[cfg(not(loom_mutant = "bound_ignores_unsent"))]
+        let over = owed != 0
+            && (owed + cost > self.limit_bytes || (before >> BYTE_BITS) >= self.limit_frames);
+        // Mutant `bound_ignores_unsent` (loom_overflow.rs): the bound counts
+        // only what is queued, so bytes the socket refused do not count and
+        // a client that stopped reading is never found slow.
+        #[cfg(loom_mutant = "bound_ignores_unsent")]
+        let over = (before & BYTE_MASK) != 0
+            && ((before & BYTE_MASK) + cost > self.limit_bytes
+                || (before >> BYTE_BITS) >= self.limit_frames);
+        if over {
+            self.queued.fetch_sub(ONE_FRAME | cost, Ordering::Relaxed);
+            return Err(frame);
+        }
+        self.queue.push(frame);
         #[cfg(loom_mutant = "lost_wakeup")]
         {
             // Mutant: a plain load-then-store, so two producers can both see
@@ -92,8 +181,13 @@ impl Outbox {
         }
     }
 
+    /// Pops the next frame and releases its bytes from the bound.
     pub(crate) fn pop(&self) -> Option<Frame> {
-        self.queue.pop()
+        let frame = self.queue.pop()?;
+        // Relaxed: accounting only.
+        self.queued
+            .fetch_sub(ONE_FRAME | frame.wire_len() as u64, Ordering::Relaxed);
+        Some(frame)
     }
 
     /// Re-arms after a drain; true if frames arrived meanwhile and the caller
@@ -110,11 +204,85 @@ impl Outbox {
         !self.queue.is_empty() && !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+    /// The transport's report of the bytes it holds that the socket has not
+    /// accepted yet.
+    pub(crate) fn set_unsent(&self, bytes: usize) {
+        // Relaxed: accounting only; the drainer is the only writer.
+        if self.unsent.load(Ordering::Relaxed) != bytes as u64 {
+            self.unsent.store(bytes as u64, Ordering::Relaxed);
+        }
     }
 
-    pub(crate) fn capacity(&self) -> usize {
-        self.queue.capacity()
+    /// Frames queued.
+    pub(crate) fn len(&self) -> usize {
+        // Relaxed: a statistic.
+        (self.queued.load(Ordering::Relaxed) >> BYTE_BITS) as usize
+    }
+
+    /// Bytes owed to the socket: queued plus unsent.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        // Relaxed: a statistic.
+        let queued = self.queued.load(Ordering::Relaxed) & BYTE_MASK;
+        (queued + self.unsent.load(Ordering::Relaxed)) as usize
+    }
+
+    pub(crate) fn limit_bytes(&self) -> usize {
+        self.limit_bytes as usize
+    }
+
+    pub(crate) fn limit_frames(&self) -> Option<usize> {
+        (self.limit_frames < MAX_FRAMES as u64).then_some(self.limit_frames as usize)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Frame {
+        Frame::from_string("x".repeat(len))
+    }
+
+    #[test]
+    fn the_bound_is_in_bytes_and_an_empty_outbox_takes_any_frame() {
+        let o = Outbox::new(1000, None);
+        // 100 frames of 8 wire bytes: far more than v1's 64 slots.
+        for _ in 0..100 {
+            assert!(o.push(frame(6)).is_ok());
+        }
+        assert_eq!((o.len(), o.pending_bytes()), (100, 800));
+        assert_eq!(frame(125).wire_len(), 127);
+        assert_eq!(frame(126).wire_len(), 130);
+        assert_eq!(frame(70_000).wire_len(), 70_010);
+        assert!(o.push(frame(98)).is_ok());
+        assert!(o.push(frame(98)).is_ok(), "exactly at the bound");
+        assert!(o.push(frame(0)).is_err(), "one byte over");
+        while o.pop().is_some() {}
+        assert_eq!((o.len(), o.pending_bytes()), (0, 0));
+        // Larger than the bound, into an empty outbox: accepted.
+        assert!(o.push(frame(5000)).is_ok());
+        assert!(o.push(frame(0)).is_err());
+    }
+
+    #[test]
+    fn unsent_bytes_count_toward_the_bound() {
+        let o = Outbox::new(1000, None);
+        o.set_unsent(995);
+        assert!(o.push(frame(3)).is_ok());
+        assert!(o.push(frame(0)).is_err());
+        o.set_unsent(0);
+        assert!(o.push(frame(0)).is_ok());
+        assert_eq!(o.pending_bytes(), 7);
+    }
+
+    #[test]
+    fn a_frame_bound_applies_on_top() {
+        let o = Outbox::new(1 << 20, Some(3));
+        for _ in 0..3 {
+            assert!(o.push(frame(1)).is_ok());
+        }
+        assert!(o.push(frame(1)).is_err());
+        assert_eq!(o.limit_frames(), Some(3));
+        assert_eq!(Outbox::new(10, None).limit_frames(), None);
     }
 }

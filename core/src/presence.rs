@@ -238,9 +238,12 @@ impl Roster {
         self.entries.values().map(|(m, _)| m)
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    pub(crate) fn contains(&self, key: &RosterKey) -> bool {
+        self.entries.contains_key(key)
     }
 }
 

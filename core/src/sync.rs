@@ -9,8 +9,8 @@
 //!
 //! The stand-ins keep the API subset the Hub uses and the same memory-order
 //! guarantees that the Hub's protocol relies on (see `outbox.rs`):
-//! `ArrayQueue::push` is a SeqCst read-modify-write on the tail and
-//! `ArrayQueue::is_empty` loads with SeqCst, exactly as crossbeam does. The
+//! `SegQueue::push` is a SeqCst read-modify-write on the tail index and
+//! `SegQueue::is_empty` loads with SeqCst, exactly as crossbeam does. The
 //! table of stand-ins, and what stays `std` under loom and why (`Arc`,
 //! `Weak`, the blocking `Hub::add` path), is in `sync_loom.rs`.
 //!
@@ -28,7 +28,7 @@ mod imp {
     // which clippy's `disallowed-types` accepts, while any direct use of the
     // real types elsewhere is an error.
     pub(crate) type ArcSwapOption<T> = arc_swap::ArcSwapOption<T>;
-    pub(crate) type ArrayQueue<T> = crossbeam_queue::ArrayQueue<T>;
+    pub(crate) type SegQueue<T> = crossbeam_queue::SegQueue<T>;
     pub(crate) type DashMap<K, V> = dashmap::DashMap<K, V>;
     pub(crate) type Mutex<T> = std::sync::Mutex<T>;
     pub(crate) type OnceLock<T> = std::sync::OnceLock<T>;

@@ -17,7 +17,7 @@
 //! | `std::sync::Mutex` | `loom::sync::Mutex` | blocking, acquire/release, deadlock detection |
 //! | `dashmap::DashMap` | [`DashMap`]: two shards, each a `loom::sync::RwLock<Vec<(K, V)>>` | shard locks held for exactly the lifetime of a guard (`get`, `entry`) or one call (`insert`, `remove_if`, `len`); `iter` visits shards one at a time, so an insert into an already-visited shard is missed, as with dashmap |
 //! | `arc_swap::ArcSwapOption` | [`ArcSwapOption`]: a `loom::sync::Mutex<Option<Arc<T>>>` | a linearizable load/store cell: `store` releases, `load` acquires |
-//! | `crossbeam_queue::ArrayQueue` | [`ArrayQueue`]: a loom-mutex-guarded `VecDeque` plus `head`/`tail` counters | bounded MPMC queue; `push` is a SeqCst read-modify-write on `tail`, `pop` on `head`, and `is_empty`/`len` load both with SeqCst, the orderings the outbox's wake-up protocol relies on (`outbox.rs`) |
+//! | `crossbeam_queue::SegQueue` | [`SegQueue`]: a loom-mutex-guarded `VecDeque` plus `head`/`tail` counters | unbounded MPMC queue; `push` is a SeqCst read-modify-write on `tail`, `pop` on `head`, and `is_empty` loads both with SeqCst, the orderings the outbox's wake-up protocol relies on (`outbox.rs`) |
 //! | `std::sync::OnceLock` (channel segments) | [`OnceLock`]: a `std` `OnceLock` for storage plus a loom `AtomicBool` that publishes it | a reader that has not synchronised with the initialisation sees `None` (the segment array's lock-free readers, `channel.rs`) |
 //!
 //! # SeqCst under loom
@@ -177,52 +177,42 @@ impl<T> ArcSwapOption<T> {
 }
 
 // ---------------------------------------------------------------------------
-// ArrayQueue
+// SegQueue
 // ---------------------------------------------------------------------------
 
-/// `crossbeam_queue::ArrayQueue`, reduced to what the outbox needs.
+/// `crossbeam_queue::SegQueue`, reduced to what the outbox needs.
 ///
 /// The elements sit in a `VecDeque` under a loom mutex (the hand-off of a
 /// frame from producer to consumer, which crossbeam does with per-slot
-/// stamps). `tail` counts pushes and `head` pops; like crossbeam's indices
-/// they are bumped with a SeqCst read-modify-write by the push or pop that
-/// linearizes, and `is_empty` loads `head` then `tail` with SeqCst, as
-/// crossbeam-queue 0.3 does. These are the orderings on which the outbox's
-/// no-lost-wake-up argument rests (`outbox.rs`): a producer's push precedes
-/// its SeqCst load of `scheduled` in the single total order, and the
-/// drainer's SeqCst store of `scheduled` precedes its emptiness check.
-pub(crate) struct ArrayQueue<T> {
+/// state bits). `tail` counts pushes and `head` pops; like crossbeam's
+/// indices they are bumped with a SeqCst read-modify-write by the push or
+/// pop that linearizes, and `is_empty` loads `head` then `tail` with
+/// SeqCst, as crossbeam-queue 0.3 does. These are the orderings on which the
+/// outbox's no-lost-wake-up argument rests (`outbox.rs`): a producer's push
+/// precedes its SeqCst load of `scheduled` in the single total order, and
+/// the drainer's SeqCst store of `scheduled` precedes its emptiness check.
+/// The outbox's byte bound is its own accounting, outside the queue.
+pub(crate) struct SegQueue<T> {
     items: Mutex<VecDeque<T>>,
     head: AtomicUsize,
     tail: AtomicUsize,
-    cap: usize,
 }
 
-impl<T> ArrayQueue<T> {
-    /// # Panics
-    ///
-    /// If `cap` is 0, like crossbeam.
-    pub(crate) fn new(cap: usize) -> Self {
-        assert!(cap > 0, "capacity must be non-zero");
+impl<T> SegQueue<T> {
+    pub(crate) fn new() -> Self {
         Self {
-            items: Mutex::new(VecDeque::with_capacity(cap)),
+            items: Mutex::new(VecDeque::new()),
             head: AtomicUsize::new(0),
             tail: AtomicUsize::new(0),
-            cap,
         }
     }
 
-    /// Pushes `value`; hands it back when the queue is full.
-    pub(crate) fn push(&self, value: T) -> Result<(), T> {
+    pub(crate) fn push(&self, value: T) {
         let mut items = lock(&self.items);
-        if items.len() >= self.cap {
-            return Err(value);
-        }
         items.push_back(value);
         // The push's linearization point: a SeqCst RMW on the tail, as
         // crossbeam's `compare_exchange_weak(tail, new_tail, SeqCst, _)`.
         self.tail.fetch_add(1, Ordering::SeqCst);
-        Ok(())
     }
 
     pub(crate) fn pop(&self) -> Option<T> {
@@ -238,22 +228,6 @@ impl<T> ArrayQueue<T> {
         let head = self.head.load(Ordering::SeqCst);
         let tail = self.tail.load(Ordering::SeqCst);
         head == tail
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        // Crossbeam's consistent snapshot: re-read the tail until it did not
-        // move while the head was read.
-        loop {
-            let tail = self.tail.load(Ordering::SeqCst);
-            let head = self.head.load(Ordering::SeqCst);
-            if self.tail.load(Ordering::SeqCst) == tail {
-                return tail.saturating_sub(head);
-            }
-        }
-    }
-
-    pub(crate) fn capacity(&self) -> usize {
-        self.cap
     }
 }
 

@@ -96,7 +96,7 @@ fn r2_attached_clients_cannot_be_served() {
 }
 
 #[test]
-fn r3_ids_count_from_one_per_hub_and_outbox_defaults_to_64() {
+fn r3_ids_count_from_one_per_hub_and_r34_buffer_defaults_to_1_mib_of_bytes() {
     let a = Hub::new();
     let b = Hub::new();
     let (a1, _p1) = connect(&a);
@@ -105,16 +105,19 @@ fn r3_ids_count_from_one_per_hub_and_outbox_defaults_to_64() {
     assert_eq!(a1.id(), "client-1");
     assert_eq!(a2.id(), "client-2");
     assert_eq!(b1.id(), "client-1");
-    assert_eq!(a1.capacity(), 64);
-    assert_eq!(realtime::DEFAULT_OUTBOX, 64);
+    // R34 supersedes R3's 64 frames: the bound is in bytes.
+    assert_eq!(a1.buffer_limit(), 1 << 20);
+    assert_eq!(realtime::DEFAULT_CLIENT_BUFFER, 1 << 20);
+    assert_eq!(a1.frame_limit(), None);
+    let capped = Hub::builder()
+        .outbox(5)
+        .client_buffer(4096)
+        .build()
+        .add(pipe().0, ())
+        .unwrap();
     assert_eq!(
-        Hub::builder()
-            .outbox(5)
-            .build()
-            .add(pipe().0, ())
-            .unwrap()
-            .capacity(),
-        5
+        (capped.frame_limit(), capped.buffer_limit()),
+        (Some(5), 4096)
     );
 }
 

@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 
 use crate::auth;
 use crate::cluster::{ClusterPresenceEncoder, ClusterRoster};
-use crate::config::{AppConfig, SlowConsumer};
+use crate::config::{AppConfig, ClientLimits, SlowConsumer};
 use crate::connection::Connection;
 use crate::presence_encoder::PusherPresenceEncoder;
 
@@ -124,28 +124,32 @@ impl std::fmt::Debug for App {
 
 impl App {
     /// An app with a fresh Hub.
-    pub fn new(config: AppConfig, outbox: usize, slow: SlowConsumer) -> Self {
-        Self::with_cluster(config, outbox, slow, None)
+    pub fn new(config: AppConfig, limits: ClientLimits) -> Self {
+        Self::with_cluster(config, limits, None)
     }
 
     /// An app whose presence is cluster-wide when `cluster` is given: the
     /// Hub gets the cluster presence encoder reading that roster.
     pub fn with_cluster(
         config: AppConfig,
-        outbox: usize,
-        slow: SlowConsumer,
+        limits: ClientLimits,
         cluster: Option<Arc<ClusterRoster>>,
     ) -> Self {
         let (key, secret) = (config.key.clone(), config.secret.clone());
-        let policy = match slow {
+        let policy = match limits.slow_consumer {
             SlowConsumer::Drop => realtime::SlowConsumerPolicy::DropMessage,
             SlowConsumer::Disconnect => realtime::SlowConsumerPolicy::DisconnectClient,
         };
-        let builder = Hub::builder()
-            .outbox(outbox.max(1))
+        let mut builder = Hub::builder()
+            .client_buffer(limits.client_buffer.max(1))
+            .max_presence_members(limits.max_presence_members)
+            .max_subscriptions(limits.max_subscriptions)
             .slow_consumer_policy(policy)
             .presence_mode(PresenceMode::PerUser)
             .authorizer(move |r: &AuthRequest| authorize(&key, &secret, r));
+        if let Some(frames) = limits.outbox {
+            builder = builder.outbox(frames.max(1));
+        }
         let hub = match &cluster {
             Some(roster) => builder
                 .presence_encoder(ClusterPresenceEncoder::new(Arc::clone(roster)))

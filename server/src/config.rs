@@ -32,6 +32,15 @@ pub const DEFAULT_CLIENT_EVENT_RATE: u32 = 10;
 pub const DEFAULT_REDIS_NAMESPACE: &str = "realtime";
 /// Default seconds after which a silent node's members are removed.
 pub const DEFAULT_NODE_TTL: u64 = 15;
+/// Default bound on one client's pending output, in bytes (1 MiB; the
+/// reasons are on [`realtime::DEFAULT_CLIENT_BUFFER`]).
+pub const DEFAULT_CLIENT_BUFFER: usize = realtime::DEFAULT_CLIENT_BUFFER;
+/// Default most members of one presence channel (Pusher: 100).
+pub const DEFAULT_MAX_PRESENCE_MEMBERS: usize = 100;
+/// Default most channels one connection may subscribe to. 1,000: a
+/// pusher-js app with 1,000 channels works at the defaults, and one
+/// connection cannot make the server hold more than 1,000 subscriptions.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
 
 /// What to do with a client whose outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -79,9 +88,23 @@ pub struct Cli {
     /// Largest WebSocket message accepted, in bytes [default: 65536].
     #[arg(long, env = "REALTIME_MAX_MESSAGE_SIZE")]
     pub max_message_size: Option<usize>,
-    /// Frames queued per client before the slow-consumer policy applies [default: 64].
+    /// Bytes of pending output per client (queued plus not yet taken by
+    /// its socket) past which the slow-consumer policy applies; replies and
+    /// presence frames past it disconnect (1008) [default: 1048576].
+    #[arg(long, env = "REALTIME_CLIENT_BUFFER")]
+    pub client_buffer: Option<usize>,
+    /// Optional cap in frames on a client's queue, on top of --client-buffer
+    /// [default: none].
     #[arg(long, env = "REALTIME_OUTBOX")]
     pub outbox: Option<usize>,
+    /// Most members of one presence channel; member N+1 gets a
+    /// `pusher:subscription_error` [default: 100].
+    #[arg(long, env = "REALTIME_MAX_PRESENCE_MEMBERS")]
+    pub max_presence_members: Option<usize>,
+    /// Most channels one connection may subscribe to; past it,
+    /// `pusher:subscription_error` [default: 1000].
+    #[arg(long, env = "REALTIME_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
+    pub max_subscriptions_per_connection: Option<usize>,
     /// Slow-consumer policy [default: drop].
     #[arg(long, env = "REALTIME_SLOW_CONSUMER", value_enum)]
     pub slow_consumer: Option<SlowConsumer>,
@@ -123,6 +146,14 @@ pub struct AppConfig {
     /// Client events per connection and second (default 10) → 4301.
     #[serde(default = "default_client_event_rate")]
     pub client_event_rate: u32,
+    /// This app's presence member limit (default: the server's
+    /// `max_presence_members`).
+    #[serde(default)]
+    pub max_presence_members: Option<usize>,
+    /// This app's per-connection subscription limit (default: the
+    /// server's `max_subscriptions_per_connection`).
+    #[serde(default)]
+    pub max_subscriptions_per_connection: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -146,6 +177,8 @@ impl AppConfig {
             client_messages: true,
             max_event_size: DEFAULT_MAX_EVENT_SIZE,
             client_event_rate: DEFAULT_CLIENT_EVENT_RATE,
+            max_presence_members: None,
+            max_subscriptions_per_connection: None,
         }
     }
 
@@ -169,8 +202,14 @@ pub struct FileConfig {
     pub activity_timeout: Option<u64>,
     /// As `--max-message-size`.
     pub max_message_size: Option<usize>,
+    /// As `--client-buffer`.
+    pub client_buffer: Option<usize>,
     /// As `--outbox`.
     pub outbox: Option<usize>,
+    /// As `--max-presence-members` (an app's own value wins).
+    pub max_presence_members: Option<usize>,
+    /// As `--max-subscriptions-per-connection` (an app's own value wins).
+    pub max_subscriptions_per_connection: Option<usize>,
     /// As `--slow-consumer`.
     pub slow_consumer: Option<SlowConsumer>,
     /// As `--log-level`.
@@ -199,8 +238,14 @@ pub struct Settings {
     pub activity_timeout: u64,
     /// Largest WebSocket message, bytes.
     pub max_message_size: usize,
-    /// Outbox capacity per client, frames.
-    pub outbox: usize,
+    /// Bound on each client's pending output, bytes (R34).
+    pub client_buffer: usize,
+    /// Optional cap on each client's queue, frames.
+    pub outbox: Option<usize>,
+    /// Most members per presence channel, unless an app says otherwise.
+    pub max_presence_members: usize,
+    /// Most subscriptions per connection, unless an app says otherwise.
+    pub max_subscriptions_per_connection: usize,
     /// Slow-consumer policy.
     pub slow_consumer: SlowConsumer,
     /// Log filter.
@@ -225,7 +270,10 @@ impl Default for Settings {
             max_connections: 10_000,
             activity_timeout: DEFAULT_ACTIVITY_TIMEOUT,
             max_message_size: 64 * 1024,
-            outbox: realtime::DEFAULT_OUTBOX,
+            client_buffer: DEFAULT_CLIENT_BUFFER,
+            outbox: None,
+            max_presence_members: DEFAULT_MAX_PRESENCE_MEMBERS,
+            max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS,
             slow_consumer: SlowConsumer::Drop,
             log_level: "info".to_owned(),
             redis: None,
@@ -234,6 +282,28 @@ impl Default for Settings {
             apps: vec![AppConfig::dev()],
             dev_app: true,
         }
+    }
+}
+
+/// What bounds each client of one app's Hub (R34, R35): the server-wide
+/// settings with the app's own values applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Bytes of pending output per client.
+    pub client_buffer: usize,
+    /// Optional frame cap per client.
+    pub outbox: Option<usize>,
+    /// The slow-consumer policy.
+    pub slow_consumer: SlowConsumer,
+    /// Most members per presence channel.
+    pub max_presence_members: usize,
+    /// Most subscriptions per connection.
+    pub max_subscriptions: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Settings::default().client_limits(&AppConfig::dev())
     }
 }
 
@@ -312,7 +382,19 @@ impl Settings {
                 .max_message_size
                 .or(file.max_message_size)
                 .unwrap_or(d.max_message_size),
-            outbox: cli.outbox.or(file.outbox).unwrap_or(d.outbox),
+            client_buffer: cli
+                .client_buffer
+                .or(file.client_buffer)
+                .unwrap_or(d.client_buffer),
+            outbox: cli.outbox.or(file.outbox),
+            max_presence_members: cli
+                .max_presence_members
+                .or(file.max_presence_members)
+                .unwrap_or(d.max_presence_members),
+            max_subscriptions_per_connection: cli
+                .max_subscriptions_per_connection
+                .or(file.max_subscriptions_per_connection)
+                .unwrap_or(d.max_subscriptions_per_connection),
             slow_consumer: cli
                 .slow_consumer
                 .or(file.slow_consumer)
@@ -336,6 +418,21 @@ impl Settings {
         Ok(s)
     }
 
+    /// The limits `app`'s clients run with.
+    pub fn client_limits(&self, app: &AppConfig) -> ClientLimits {
+        ClientLimits {
+            client_buffer: self.client_buffer,
+            outbox: self.outbox,
+            slow_consumer: self.slow_consumer,
+            max_presence_members: app
+                .max_presence_members
+                .unwrap_or(self.max_presence_members),
+            max_subscriptions: app
+                .max_subscriptions_per_connection
+                .unwrap_or(self.max_subscriptions_per_connection),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.workers == 0 {
@@ -347,8 +444,20 @@ impl Settings {
         if self.activity_timeout == 0 {
             return bad("activity_timeout must be at least 1 second".into());
         }
-        if self.outbox == 0 {
+        if self.outbox == Some(0) {
             return bad("outbox must be at least 1 frame".into());
+        }
+        if self.client_buffer == 0 {
+            return bad("client_buffer must be at least 1 byte".into());
+        }
+        for app in &self.apps {
+            let limits = self.client_limits(app);
+            if limits.max_presence_members == 0 || limits.max_subscriptions == 0 {
+                return bad(format!(
+                    "app {}: max_presence_members and max_subscriptions_per_connection must be at least 1",
+                    app.id
+                ));
+            }
         }
         if self.node_ttl < 2 {
             return bad("node_ttl must be at least 2 seconds".into());

@@ -155,8 +155,7 @@ impl Gateway {
                     .map(|_| Arc::new(ClusterRoster::new(node.to_string())));
                 Arc::new(App::with_cluster(
                     a.clone(),
-                    settings.outbox,
-                    settings.slow_consumer,
+                    settings.client_limits(a),
                     roster,
                 ))
             })
@@ -369,10 +368,13 @@ impl Gateway {
         self.metrics.disconnects.inc(reason);
     }
 
+    /// Sends a reply to the client's own request: never dropped (R34); a
+    /// client past its byte bound (it floods and does not read) is
+    /// disconnected instead.
     fn reply(&self, client: &Client, text: String) {
         metrics::inc(&self.metrics.replies_out);
         // A closed client has nobody to tell.
-        let _ = client.send_frame(Frame::from_string(text));
+        let _ = client.send_reply(Frame::from_string(text));
     }
 
     fn send_error(&self, client: &Client, message: &str, code: Option<u16>) {
@@ -536,6 +538,44 @@ impl Gateway {
                 if conn.subscription(channel).is_none() {
                     conn.subscribed(channel, user_id);
                 }
+            }
+            Err(HubError::TooManySubscriptions(limit)) => {
+                self.metrics
+                    .limit_refusals
+                    .inc("max_subscriptions_per_connection");
+                tracing::info!(
+                    socket_id = conn.socket_id(),
+                    channel,
+                    limit,
+                    "subscription refused: max_subscriptions_per_connection reached"
+                );
+                self.subscription_error(
+                    conn,
+                    channel,
+                    "LimitReached",
+                    &format!(
+                        "Subscription limit reached: at most {limit} channels per connection (max_subscriptions_per_connection)"
+                    ),
+                    4100,
+                );
+            }
+            Err(HubError::PresenceFull(limit)) => {
+                self.metrics.limit_refusals.inc("max_presence_members");
+                tracing::info!(
+                    socket_id = conn.socket_id(),
+                    channel,
+                    limit,
+                    "subscription refused: max_presence_members reached"
+                );
+                self.subscription_error(
+                    conn,
+                    channel,
+                    "LimitReached",
+                    &format!(
+                        "Presence channel is full: at most {limit} members (max_presence_members)"
+                    ),
+                    4100,
+                );
             }
             Err(HubError::Unauthorized) => {
                 let expected = if kind == ChannelKind::Presence {

@@ -67,6 +67,9 @@ pub struct Metrics {
     pub errors: Labelled,
     /// HTTP requests by status.
     pub http: Labelled,
+    /// Requests refused at a configured limit, by limit
+    /// (`max_presence_members`, `max_subscriptions_per_connection`).
+    pub limit_refusals: Labelled,
 }
 
 /// A counter helper.
@@ -233,6 +236,13 @@ impl Metrics {
             "pusher:error frames sent, by code.",
             "code",
             &self.errors.snapshot(),
+        );
+        o.labelled(
+            "realtime_limit_refusals_total",
+            "counter",
+            "Requests refused at a configured limit, by limit.",
+            "limit",
+            &self.limit_refusals.snapshot(),
         );
         o.labelled(
             "realtime_http_requests_total",

@@ -243,6 +243,12 @@ pub fn start_with(gateway: Arc<Gateway>, settings: &Settings) -> std::io::Result
                 s.closed_for_violation,
             ),
             (
+                "realtime_transport_local_wakes_total",
+                "Replies written in the loop turn that produced them (no cross-thread wake-up).",
+                "counter",
+                s.local_wakes,
+            ),
+            (
                 "realtime_transport_slow_consumer_disconnects_total",
                 "Connections closed with 1008 (slow consumer).",
                 "counter",

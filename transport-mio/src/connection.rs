@@ -28,10 +28,14 @@
 //! all recipients), and the batch goes out with one vectored write. What the
 //! socket does not take stays in `pending` (at most one batch plus a few
 //! control frames), and no more frames are popped until it is flushed on
-//! writable readiness: the rest waits in the client's outbox, where the Hub's
-//! slow-consumer policy applies. While `pending` is non-empty the client
-//! stays scheduled (`finish_drain` is not called), so no wake-up is needed to
-//! resume. A socket that takes no bytes for `write_timeout` is dropped.
+//! writable readiness: the rest waits in the client's outbox. The bytes held
+//! in `pending` are reported to the client (`Client::set_unsent`) after
+//! every write, so the Hub's byte bound (R34) counts what is queued plus
+//! what the socket has not taken: the slow-consumer policy applies only
+//! when the socket itself is behind, never because a burst is momentarily
+//! queued. While `pending` is non-empty the client stays scheduled
+//! (`finish_drain` is not called), so no wake-up is needed to resume. A
+//! socket that takes no bytes for `write_timeout` is dropped.
 //!
 //! # Closing a WebSocket
 //!
@@ -363,7 +367,17 @@ impl Connection {
             // Free the write buffer while there is nothing to write.
             self.pending = VecDeque::new();
         }
+        self.report_unsent();
         result
+    }
+
+    /// Tells the client's outbox how many bytes wait here for the socket:
+    /// they count toward its byte bound with what is queued (R34).
+    fn report_unsent(&self) {
+        if let Phase::Open(o) = &self.phase {
+            o.client
+                .set_unsent(self.pending.iter().map(Bytes::len).sum());
+        }
     }
 
     /// Writes `queue` with vectored writes; tracks stalls and counts bytes.
@@ -456,6 +470,7 @@ impl Connection {
                 // The socket pushed back: the connection keeps the rest (and
                 // the batch's allocation); the loop gets a fresh batch.
                 self.pending = batch;
+                self.report_unsent();
             }
             if result.is_err() {
                 return self.close_ws(1006, "", Ending::Reset, CloseHow::Drop, ctx);

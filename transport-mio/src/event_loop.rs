@@ -62,10 +62,11 @@ impl EventLoop {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut due = Vec::new();
+        crate::wake::enter_loop(&self.ctx.shared);
         loop {
             let now = Instant::now();
             let mut timeout = self.ctx.wheel.timeout(now);
-            if !self.ctx.again.is_empty() {
+            if !self.ctx.again.is_empty() || crate::wake::take_local_wake() {
                 timeout = Some(Duration::ZERO);
             }
             for at in [self.stop_deadline, self.accept_retry]
@@ -95,6 +96,9 @@ impl EventLoop {
                 }
             }
             self.ctx.shared.disarm();
+            // Wakes queued from this thread before this point are served
+            // now; the flag only matters for ones queued after it.
+            let _ = crate::wake::take_local_wake();
             while let Some(token) = self.ctx.shared.pop() {
                 self.with_conn(token, |c, ctx| c.on_notified(ctx));
             }

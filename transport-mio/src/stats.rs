@@ -47,6 +47,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) pings_sent: AtomicU64,
+    pub(crate) local_wakes: AtomicU64,
     pub(crate) endings: [AtomicU64; 8],
     pub(crate) codes: [AtomicU64; CODES.len() + 1],
     pub(crate) connections: AtomicU64,
@@ -101,6 +102,9 @@ pub struct Stats {
     pub writes: u64,
     /// Keepalive pings sent.
     pub pings_sent: u64,
+    /// Wake-ups of a loop by its own thread (replies written in the turn
+    /// that produced them, with no eventfd write).
+    pub local_wakes: u64,
     /// Closes started by a peer's close frame.
     pub closed_by_peer: u64,
     /// Closes by the application or the Hub (overflow included).
@@ -149,6 +153,7 @@ impl Stats {
         self.bytes_out += get(&c.bytes_out);
         self.writes += get(&c.writes);
         self.pings_sent += get(&c.pings_sent);
+        self.local_wakes += get(&c.local_wakes);
         let e = |ending: Ending| get(&c.endings[ending as usize]);
         self.closed_by_peer += e(Ending::PeerClose);
         self.closed_by_app += e(Ending::AppClose);

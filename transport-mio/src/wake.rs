@@ -39,7 +39,21 @@
 //! [`Transport::closed`] uses the same path: the loop sees the client closed
 //! when it serves the token, and closes the socket. Neither method blocks or
 //! calls back into the Hub, as the `Transport` contract requires.
+//!
+//! # Wake-ups from the loop's own thread
+//!
+//! Replies to a client's requests (subscription acknowledgements, rosters,
+//! pongs, errors) are produced on the loop that owns the connection, while
+//! it dispatches the request. Such a wake needs no eventfd write: the loop
+//! is awake. [`ConnTransport`] recognises it (a thread-local names the
+//! loop this thread runs), pushes the token on the loop's queue without
+//! touching `armed` and sets a thread-local flag; the loop serves its
+//! queue after the readiness events of the same iteration, and polls with
+//! a zero timeout if the flag was set later in the iteration. So a reply is
+//! written in the same loop turn that produced it, with no syscall and no
+//! cross-thread hand-off.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -48,6 +62,25 @@ use mio::{net::TcpStream, Token, Waker};
 use realtime::Transport;
 
 use crate::stats::Counters;
+
+thread_local! {
+    /// The loop this thread runs, if it is an event-loop thread (compared,
+    /// never dereferenced).
+    static CURRENT_LOOP: Cell<*const LoopShared> = const { Cell::new(std::ptr::null()) };
+    /// A token was queued from this thread since the loop last looked.
+    static LOCAL_WAKE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as the one running `shared`'s loop.
+pub(crate) fn enter_loop(shared: &Arc<LoopShared>) {
+    CURRENT_LOOP.with(|c| c.set(Arc::as_ptr(shared)));
+}
+
+/// Whether a token was queued from the loop's own thread since the last
+/// call (the loop must not block in `poll` then).
+pub(crate) fn take_local_wake() -> bool {
+    LOCAL_WAKE.with(|w| w.replace(false))
+}
 
 /// What other threads share with one event loop.
 pub(crate) struct LoopShared {
@@ -76,9 +109,15 @@ impl LoopShared {
         }
     }
 
-    /// Queues `token` and wakes the loop unless a wake-up is pending.
+    /// Queues `token` and wakes the loop unless a wake-up is pending, or
+    /// unless the caller is the loop's own thread (module docs).
     pub(crate) fn notify(&self, token: Token) {
         self.queue.push(token);
+        if CURRENT_LOOP.with(|c| std::ptr::eq(c.get(), self)) {
+            Counters::add(&self.counters.local_wakes, 1);
+            LOCAL_WAKE.with(|w| w.set(true));
+            return;
+        }
         self.kick();
     }
 

@@ -43,6 +43,13 @@ pub fn attach(hub: &Hub) -> (Client, Arc<Probe>) {
     (client, probe)
 }
 
+/// [`attach`] with these `auth` bytes.
+pub fn attach_with(hub: &Hub, auth: &str) -> (Client, Arc<Probe>) {
+    let probe = Arc::new(Probe::default());
+    let client = hub.attach(probe.clone(), auth.as_bytes().to_vec()).unwrap();
+    (client, probe)
+}
+
 /// Drains a probe-attached client's outbox.
 pub fn drain(client: &Client) -> Vec<Frame> {
     let mut out = Vec::new();
