@@ -90,7 +90,7 @@ const BASE: usize = 1 << BASE_SHIFT;
 /// Enough segments for more members than a process can hold.
 const SEGMENTS: usize = 28;
 
-type Chunk = [Option<Arc<ClientShared>>; CHUNK];
+pub(crate) type Chunk = [Option<Arc<ClientShared>>; CHUNK];
 type Cell = ArcSwapOption<Chunk>;
 
 /// Maps a chunk index to (segment, offset within it).
@@ -150,6 +150,18 @@ impl Slots {
 
     /// Calls `f` on every current member; lock-free.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<ClientShared>)) {
+        self.for_each_chunk(|chunk| {
+            for member in chunk.iter().flatten() {
+                f(member);
+            }
+        });
+    }
+
+    /// Calls `f` on every non-empty chunk of up to 16 members; lock-free.
+    /// A broadcast walks a chunk twice (`Hub::broadcast_frame`): first it
+    /// reads every member's hot line with plain loads, so their cache
+    /// misses overlap, then it pushes.
+    pub(crate) fn for_each_chunk(&self, mut f: impl FnMut(&Chunk)) {
         // Acquire: pairs with the Release in `store`.
         let chunks = self.len.load(Ordering::Acquire).div_ceil(CHUNK);
         let mut c = 0;
@@ -161,9 +173,7 @@ impl Slots {
             let take = (BASE << k).min(chunks - c);
             for cell in &seg[..take] {
                 if let Some(chunk) = &*cell.load() {
-                    for member in chunk.iter().flatten() {
-                        f(member);
-                    }
+                    f(chunk);
                 }
             }
             c += take;

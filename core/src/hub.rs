@@ -503,12 +503,26 @@ impl Hub {
         };
         let except = except.map(|c| &c.0);
         let mut shut = Vec::new();
-        ch.slots.for_each(|member| {
-            if except.is_some_and(|e| Arc::ptr_eq(e, member)) {
-                return;
+        ch.slots.for_each_chunk(|chunk| {
+            // Pass 1: plain loads of each member's hot line and queue tail,
+            // no fence between them, so up to 16 cache misses overlap
+            // instead of waiting on each other behind the locked
+            // read-modify-writes of pass 2.
+            let mut open = [false; 16];
+            for (slot, member) in open.iter_mut().zip(chunk) {
+                *slot = member.as_ref().is_some_and(|m| m.outbox.warm());
             }
-            if member.enqueue(frame.clone(), false) == Enqueued::Shut {
-                shut.push(Client(member.clone()));
+            // Pass 2: push.
+            for (member, open) in chunk.iter().zip(open) {
+                let Some(member) = member.as_ref().filter(|_| open) else {
+                    continue;
+                };
+                if except.is_some_and(|e| Arc::ptr_eq(e, member)) {
+                    continue;
+                }
+                if member.enqueue(frame.clone(), false) == Enqueued::Shut {
+                    shut.push(Client(member.clone()));
+                }
             }
         });
         self.0.cleanup_all(shut);

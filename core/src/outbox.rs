@@ -181,6 +181,28 @@ impl Outbox {
         }
     }
 
+    /// Pass 1 of a two-pass fan-out (`Hub::broadcast_frame`): reads the
+    /// hot line and the queue's indices with plain loads, so that the
+    /// misses of a chunk's members overlap. True if the client is open; a
+    /// hint only, `push`'s caller re-checks.
+    ///
+    /// Under loom it reads nothing (and says open): it is a cache hint, and
+    /// its loads would only multiply the interleavings a model explores.
+    pub(crate) fn warm(&self) -> bool {
+        #[cfg(loom)]
+        return true;
+        // Relaxed: a hint (see above).
+        #[cfg(not(loom))]
+        {
+            let open = !self.closed.load(Ordering::Relaxed);
+            if open {
+                // Touches the tail's line; the answer does not matter.
+                std::hint::black_box(self.queue.is_empty());
+            }
+            open
+        }
+    }
+
     /// Pops the next frame and releases its bytes from the bound.
     pub(crate) fn pop(&self) -> Option<Frame> {
         let frame = self.queue.pop()?;
