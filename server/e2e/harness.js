@@ -196,6 +196,10 @@ const STOP_DEADLINE_MS = 5000;
  * Starts the server binary with fresh app credentials on a free port and waits
  * until `GET /up` answers 200. Rejects loudly (with the server's output) if the
  * binary is missing, exits early, or is not up within 15 s.
+ *
+ * Options: `port` (listen there instead of a free port, e.g. to restart a
+ * server in place), `appId` / `key` / `secret` (instead of fresh ones),
+ * `extraArgs` (more command-line flags).
  */
 export async function startServer(opts = {}) {
   const bin = serverBinary();
@@ -204,7 +208,7 @@ export async function startServer(opts = {}) {
     key: opts.key ?? `key-${uid()}`,
     secret: opts.secret ?? `secret-${uid()}${uid()}`,
   };
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const args = [
     '--bind', `127.0.0.1:${port}`,
     '--app-id', app.appId,
@@ -352,9 +356,12 @@ export async function startServer(opts = {}) {
     /**
      * SIGTERM, then expect exit code 0 within 5 s. If it does not exit,
      * SIGKILL it and reject (a server that ignores SIGTERM is a failure).
+     * The clients made through this handle are disconnected first, unless
+     * `keepClients` is true (a restart: they are left to reconnect, and the
+     * caller disconnects them later with disconnectAll()).
      */
-    async stop() {
-      handle.disconnectAll();
+    async stop({ keepClients = false } = {}) {
+      if (!keepClients) handle.disconnectAll();
       if (hasExited) {
         throw new Error(
           `realtime-server had already exited (code ${exitInfo.code}, signal ${exitInfo.signal}) before the end of the test file\n${describe()}`,
