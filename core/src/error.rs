@@ -24,6 +24,10 @@ pub enum Error {
     /// limit is given).
     #[error("too many subscriptions: the limit is {0} channels per connection")]
     TooManySubscriptions(usize),
+    /// A subscribe that would create a channel past the Hub's channel
+    /// limit (the limit is given).
+    #[error("too many channels: the limit is {0} channels")]
+    TooManyChannels(usize),
     /// A presence join that would pass the channel's member limit (the
     /// limit is given).
     #[error("presence channel is full: the limit is {0} members")]
@@ -42,6 +46,7 @@ impl PartialEq for Error {
             | (Self::NotServable, Self::NotServable) => true,
             (Self::ClientNotFound(a), Self::ClientNotFound(b)) => a == b,
             (Self::TooManySubscriptions(a), Self::TooManySubscriptions(b))
+            | (Self::TooManyChannels(a), Self::TooManyChannels(b))
             | (Self::PresenceFull(a), Self::PresenceFull(b)) => a == b,
             (Self::Io(a), Self::Io(b)) => a.kind() == b.kind(),
             _ => false,

@@ -45,7 +45,7 @@ use crate::outbox::Outbox;
 use crate::presence::{
     JsonPresenceEncoder, Member, PresenceEncoder, PresenceEvent, PresenceMode, RosterKey,
 };
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{lock, Arc, DashMap, Mutex};
 
 /// The default bound on a client's pending output, in bytes (R34): 1 MiB.
@@ -82,6 +82,9 @@ pub(crate) struct HubInner {
     frames: Option<usize>,
     max_presence: usize,
     max_subscriptions: usize,
+    max_channels: usize,
+    /// Channels in the table, counted only when `max_channels` is set.
+    channel_total: AtomicUsize,
     policy: SlowConsumerPolicy,
     authorizer: Option<Arc<dyn Authorizer>>,
     mode: PresenceMode,
@@ -112,6 +115,7 @@ pub struct HubBuilder {
     frames: Option<usize>,
     max_presence: usize,
     max_subscriptions: usize,
+    max_channels: usize,
     policy: SlowConsumerPolicy,
     authorizer: Option<Arc<dyn Authorizer>>,
     mode: PresenceMode,
@@ -125,6 +129,7 @@ impl Default for HubBuilder {
             frames: None,
             max_presence: usize::MAX,
             max_subscriptions: usize::MAX,
+            max_channels: usize::MAX,
             policy: SlowConsumerPolicy::default(),
             authorizer: None,
             mode: PresenceMode::default(),
@@ -173,6 +178,15 @@ impl HubBuilder {
         self
     }
 
+    /// Most channels the Hub holds at once (default: unbounded). A
+    /// subscribe that would create one more fails with
+    /// [`Error::TooManyChannels`]; joining an existing channel is always
+    /// possible. Concurrent creators may pass it by one each.
+    pub fn max_channels(mut self, channels: usize) -> Self {
+        self.max_channels = channels;
+        self
+    }
+
     /// Most channels one client may be subscribed to (default: unbounded).
     /// A subscribe past it fails with [`Error::TooManySubscriptions`].
     pub fn max_subscriptions(mut self, channels: usize) -> Self {
@@ -216,6 +230,8 @@ impl HubBuilder {
             frames: self.frames,
             max_presence: self.max_presence,
             max_subscriptions: self.max_subscriptions,
+            max_channels: self.max_channels,
+            channel_total: AtomicUsize::new(0),
             policy: self.policy,
             authorizer: self.authorizer,
             mode: self.mode,
@@ -686,13 +702,23 @@ impl HubInner {
         shut: &mut Vec<Client>,
     ) -> Result<()> {
         loop {
+            let mut created = false;
             let ch = {
-                let entry = self
-                    .channels
-                    .entry(Arc::from(name))
-                    .or_insert_with(|| Arc::new(Channel::new(Arc::from(name))));
+                let entry = self.channels.entry(Arc::from(name)).or_insert_with(|| {
+                    created = true;
+                    Arc::new(Channel::new(Arc::from(name)))
+                });
                 Arc::clone(entry.value())
             };
+            // Relaxed: a counter; the bound may be passed by one per
+            // concurrent creator (documented on the builder).
+            if created
+                && self.max_channels != usize::MAX
+                && self.channel_total.fetch_add(1, Ordering::Relaxed) >= self.max_channels
+            {
+                self.discard_if_empty(&ch, &mut lock(&ch.state));
+                return Err(Error::TooManyChannels(self.max_channels));
+            }
             let mut subs = lock(&client.0.subs);
             // Mutant `ghost` (loom_close.rs): without this re-check under
             // `subs`, a close between the caller's first check and here
@@ -826,8 +852,18 @@ impl HubInner {
     fn discard_if_empty(&self, ch: &Arc<Channel>, state: &mut ChannelState) {
         if state.members == 0 && !state.dead {
             state.dead = true;
-            self.channels
-                .remove_if(&ch.name, |_, current| Arc::ptr_eq(current, ch));
+            self.forget(ch);
+        }
+    }
+
+    /// Removes a dead channel from the table (caller holds its `state`).
+    fn forget(&self, ch: &Arc<Channel>) {
+        let removed = self
+            .channels
+            .remove_if(&ch.name, |_, current| Arc::ptr_eq(current, ch));
+        if removed.is_some() && self.max_channels != usize::MAX {
+            // Relaxed: a counter (see `join`).
+            self.channel_total.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -856,8 +892,7 @@ impl HubInner {
             #[cfg(not(loom_mutant = "dead_channel"))]
             {
                 state.dead = true;
-                self.channels
-                    .remove_if(&ch.name, |_, current| Arc::ptr_eq(current, ch));
+                self.forget(ch);
             }
             #[cfg(loom_mutant = "dead_channel")]
             {

@@ -194,3 +194,25 @@ fn r35_member_past_the_presence_limit_is_refused_and_nobody_hears_of_it() {
     hub.unsubscribe(&b, "presence-r").unwrap();
     hub.subscribe(&c, "presence-r").unwrap();
 }
+
+#[test]
+fn r35_channels_past_the_hub_limit_are_refused_and_existing_ones_stay_joinable() {
+    let hub = Hub::builder().max_channels(2).build();
+    let (a, _pa) = attach(&hub);
+    let (b, _pb) = attach(&hub);
+    hub.subscribe(&a, "one").unwrap();
+    hub.subscribe(&a, "two").unwrap();
+    assert_eq!(hub.subscribe(&a, "three"), Err(Error::TooManyChannels(2)));
+    assert_eq!(hub.channels().len(), 2);
+    assert_eq!(a.subscription_count(), 2);
+    // Joining an existing channel is not a new channel.
+    hub.subscribe(&b, "two").unwrap();
+    // A channel that empties frees its place.
+    hub.unsubscribe(&a, "one").unwrap();
+    hub.subscribe(&b, "three").unwrap();
+    assert_eq!(hub.subscribe(&b, "four"), Err(Error::TooManyChannels(2)));
+    assert_eq!(
+        hub.channels(),
+        [("three".to_owned(), 1), ("two".to_owned(), 2)]
+    );
+}

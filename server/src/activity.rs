@@ -49,7 +49,11 @@ impl Gateway {
                     }
                 } else if now_ms.saturating_sub(conn.last_seen()) >= timeout_ms {
                     conn.mark_ping(now_ms);
-                    let _ = conn.client().send_text(protocol::PING);
+                    // Forced like a reply (R34): a dropped ping would
+                    // close a live client with 4201 for not answering it.
+                    let _ = conn
+                        .client()
+                        .send_reply(realtime::Frame::from_string(protocol::PING));
                     swept.pinged += 1;
                 }
             }

@@ -144,6 +144,7 @@ impl App {
             .client_buffer(limits.client_buffer.max(1))
             .max_presence_members(limits.max_presence_members)
             .max_subscriptions(limits.max_subscriptions)
+            .max_channels(limits.max_channels)
             .slow_consumer_policy(policy)
             .presence_mode(PresenceMode::PerUser)
             .authorizer(move |r: &AuthRequest| authorize(&key, &secret, r));

@@ -41,6 +41,16 @@ pub const DEFAULT_MAX_PRESENCE_MEMBERS: usize = 100;
 /// pusher-js app with 1,000 channels works at the defaults, and one
 /// connection cannot make the server hold more than 1,000 subscriptions.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
+/// Default request-body bytes buffered at once across all connections.
+pub const DEFAULT_MAX_HTTP_BUFFER: usize = 32 * 1024 * 1024;
+/// Default seconds a new socket may stay silent before it is dropped.
+pub const DEFAULT_SILENT_TIMEOUT: u64 = 5;
+
+/// Default most channels one app may hold at once. 100,000: far more than
+/// the apps this gateway serves use, and a bound on what unauthenticated
+/// clients can make it hold (about 0.13 GB at the measured cost of a
+/// one-member channel, BENCHMARKS.md).
+pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
 
 /// What to do with a client whose outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -105,6 +115,26 @@ pub struct Cli {
     /// `pusher:subscription_error` [default: 1000].
     #[arg(long, env = "REALTIME_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
     pub max_subscriptions_per_connection: Option<usize>,
+    /// Most channels one app may hold at once; a subscribe that would
+    /// create one more gets `pusher:subscription_error` [default: 100000].
+    #[arg(long, env = "REALTIME_MAX_CHANNELS")]
+    pub max_channels: Option<usize>,
+    /// Request-body bytes buffered at once across all connections; a body
+    /// that would pass it gets HTTP 503 before it is read [default: 33554432].
+    #[arg(long, env = "REALTIME_MAX_HTTP_BUFFER")]
+    pub max_http_buffer: Option<usize>,
+    /// Sockets one IP address may hold at once; past it HTTP 429 and the
+    /// socket is closed. 0 is no limit [default: 0, since behind a load
+    /// balancer every client has one address].
+    #[arg(long, env = "REALTIME_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds a new socket may send nothing before it is dropped [default: 5].
+    #[arg(long, env = "REALTIME_SILENT_TIMEOUT")]
+    pub silent_timeout: Option<u64>,
+    /// Serve `/up` and `/metrics` on this address too, on a listener of
+    /// its own that the main port's caps do not fill [default: none].
+    #[arg(long, env = "REALTIME_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
     /// Slow-consumer policy [default: drop].
     #[arg(long, env = "REALTIME_SLOW_CONSUMER", value_enum)]
     pub slow_consumer: Option<SlowConsumer>,
@@ -154,6 +184,9 @@ pub struct AppConfig {
     /// server's `max_subscriptions_per_connection`).
     #[serde(default)]
     pub max_subscriptions_per_connection: Option<usize>,
+    /// This app's channel limit (default: the server's `max_channels`).
+    #[serde(default)]
+    pub max_channels: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -179,6 +212,7 @@ impl AppConfig {
             client_event_rate: DEFAULT_CLIENT_EVENT_RATE,
             max_presence_members: None,
             max_subscriptions_per_connection: None,
+            max_channels: None,
         }
     }
 
@@ -210,6 +244,16 @@ pub struct FileConfig {
     pub max_presence_members: Option<usize>,
     /// As `--max-subscriptions-per-connection` (an app's own value wins).
     pub max_subscriptions_per_connection: Option<usize>,
+    /// As `--max-channels` (an app's own value wins).
+    pub max_channels: Option<usize>,
+    /// As `--max-http-buffer`.
+    pub max_http_buffer: Option<usize>,
+    /// As `--max-connections-per-ip`.
+    pub max_connections_per_ip: Option<usize>,
+    /// As `--silent-timeout`.
+    pub silent_timeout: Option<u64>,
+    /// As `--metrics-bind`.
+    pub metrics_bind: Option<SocketAddr>,
     /// As `--slow-consumer`.
     pub slow_consumer: Option<SlowConsumer>,
     /// As `--log-level`.
@@ -246,6 +290,16 @@ pub struct Settings {
     pub max_presence_members: usize,
     /// Most subscriptions per connection, unless an app says otherwise.
     pub max_subscriptions_per_connection: usize,
+    /// Most channels per app, unless an app says otherwise.
+    pub max_channels: usize,
+    /// Request-body bytes buffered at once, all connections.
+    pub max_http_buffer: usize,
+    /// Sockets per IP address (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// Seconds a new socket may stay silent.
+    pub silent_timeout: u64,
+    /// A second listener for `/up` and `/metrics`.
+    pub metrics_bind: Option<SocketAddr>,
     /// Slow-consumer policy.
     pub slow_consumer: SlowConsumer,
     /// Log filter.
@@ -274,6 +328,11 @@ impl Default for Settings {
             outbox: None,
             max_presence_members: DEFAULT_MAX_PRESENCE_MEMBERS,
             max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_channels: DEFAULT_MAX_CHANNELS,
+            max_http_buffer: DEFAULT_MAX_HTTP_BUFFER,
+            max_connections_per_ip: 0,
+            silent_timeout: DEFAULT_SILENT_TIMEOUT,
+            metrics_bind: None,
             slow_consumer: SlowConsumer::Drop,
             log_level: "info".to_owned(),
             redis: None,
@@ -299,6 +358,8 @@ pub struct ClientLimits {
     pub max_presence_members: usize,
     /// Most subscriptions per connection.
     pub max_subscriptions: usize,
+    /// Most channels of the app.
+    pub max_channels: usize,
 }
 
 impl Default for ClientLimits {
@@ -395,6 +456,23 @@ impl Settings {
                 .max_subscriptions_per_connection
                 .or(file.max_subscriptions_per_connection)
                 .unwrap_or(d.max_subscriptions_per_connection),
+            max_channels: cli
+                .max_channels
+                .or(file.max_channels)
+                .unwrap_or(d.max_channels),
+            max_http_buffer: cli
+                .max_http_buffer
+                .or(file.max_http_buffer)
+                .unwrap_or(d.max_http_buffer),
+            max_connections_per_ip: cli
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(d.max_connections_per_ip),
+            silent_timeout: cli
+                .silent_timeout
+                .or(file.silent_timeout)
+                .unwrap_or(d.silent_timeout),
+            metrics_bind: cli.metrics_bind.or(file.metrics_bind),
             slow_consumer: cli
                 .slow_consumer
                 .or(file.slow_consumer)
@@ -430,6 +508,7 @@ impl Settings {
             max_subscriptions: app
                 .max_subscriptions_per_connection
                 .unwrap_or(self.max_subscriptions_per_connection),
+            max_channels: app.max_channels.unwrap_or(self.max_channels),
         }
     }
 
@@ -447,14 +526,23 @@ impl Settings {
         if self.outbox == Some(0) {
             return bad("outbox must be at least 1 frame".into());
         }
+        if self.silent_timeout == 0 {
+            return bad("silent_timeout must be at least 1 second".into());
+        }
+        if self.max_http_buffer == 0 {
+            return bad("max_http_buffer must be at least 1 byte".into());
+        }
         if self.client_buffer == 0 {
             return bad("client_buffer must be at least 1 byte".into());
         }
         for app in &self.apps {
             let limits = self.client_limits(app);
-            if limits.max_presence_members == 0 || limits.max_subscriptions == 0 {
+            if limits.max_presence_members == 0
+                || limits.max_subscriptions == 0
+                || limits.max_channels == 0
+            {
                 return bad(format!(
-                    "app {}: max_presence_members and max_subscriptions_per_connection must be at least 1",
+                    "app {}: max_presence_members, max_subscriptions_per_connection and max_channels must be at least 1",
                     app.id
                 ));
             }

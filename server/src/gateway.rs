@@ -559,6 +559,22 @@ impl Gateway {
                     4100,
                 );
             }
+            Err(HubError::TooManyChannels(limit)) => {
+                self.metrics.limit_refusals.inc("max_channels");
+                tracing::info!(
+                    socket_id = conn.socket_id(),
+                    channel,
+                    limit,
+                    "subscription refused: max_channels reached"
+                );
+                self.subscription_error(
+                    conn,
+                    channel,
+                    "LimitReached",
+                    &format!("Channel limit reached: this app holds at most {limit} channels (max_channels)"),
+                    4100,
+                );
+            }
             Err(HubError::PresenceFull(limit)) => {
                 self.metrics.limit_refusals.inc("max_presence_members");
                 tracing::info!(

@@ -60,6 +60,15 @@ impl Handler for PusherHandler {
         self.gateway.close(client);
     }
 
+    fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
+        let reply = self.gateway.http_head(&HttpRequest {
+            method: &req.method,
+            path: &req.path,
+            query: &req.query,
+        })?;
+        Some(HttpResponse::new(reply.status, reply.body).header("Content-Type", reply.content_type))
+    }
+
     fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
         let reply = self.gateway.http(
             &HttpRequest {

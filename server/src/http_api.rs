@@ -140,12 +140,32 @@ fn bad_request(msg: impl Into<String>) -> HttpReply {
     HttpReply::text(400, msg)
 }
 
-/// Checks an API request's authentication.
+/// Checks an API request's authentication: the query signature (which
+/// covers `body_md5`), then the body against `body_md5`.
 fn authenticate(
     app: &App,
     req: &HttpRequest<'_>,
     params: &[(String, String)],
     body: &[u8],
+    now_unix: u64,
+) -> Result<(), HttpReply> {
+    authenticate_query(app, req, params, now_unix)?;
+    match param(params, "body_md5") {
+        Some(md5) if !md5.eq_ignore_ascii_case(&auth::body_md5(body)) => {
+            Err(unauthorized("body_md5 does not match the body"))
+        }
+        None if !body.is_empty() => Err(unauthorized("Missing body_md5")),
+        _ => Ok(()),
+    }
+}
+
+/// Checks everything of an API request's authentication that does not
+/// need the body: key, version, timestamp and the signature of method,
+/// path and query (`body_md5` included, so the body is bound to it).
+fn authenticate_query(
+    app: &App,
+    req: &HttpRequest<'_>,
+    params: &[(String, String)],
     now_unix: u64,
 ) -> Result<(), HttpReply> {
     let need =
@@ -167,13 +187,6 @@ fn authenticate(
         return Err(unauthorized(format!(
             "Timestamp expired: {ts} is more than {MAX_CLOCK_SKEW} s from the server time {now_unix}"
         )));
-    }
-    match param(params, "body_md5") {
-        Some(md5) if !md5.eq_ignore_ascii_case(&auth::body_md5(body)) => {
-            return Err(unauthorized("body_md5 does not match the body"));
-        }
-        None if !body.is_empty() => return Err(unauthorized("Missing body_md5")),
-        _ => {}
     }
     let to_sign = auth::api_string_to_sign(req.method, req.path, params);
     if !auth::verify(&app.config().secret, &to_sign, signature) {
@@ -327,6 +340,35 @@ fn occupied_channels(app: &App) -> Vec<(String, usize)> {
 }
 
 impl Gateway {
+    /// Checks a plain HTTP request from its head alone, before its body is
+    /// read: an API request with a bad or missing signature, an unknown app
+    /// or a malformed query is answered now (401/404/400), so an
+    /// unauthenticated client cannot make the server buffer a body (R35).
+    /// `None`: read the body and serve it with [`Gateway::http`].
+    pub fn http_head(&self, req: &HttpRequest<'_>) -> Option<HttpReply> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.http_head_at(req, now)
+    }
+
+    /// [`Gateway::http_head`] with the clock given (Unix seconds).
+    pub fn http_head_at(&self, req: &HttpRequest<'_>, now_unix: u64) -> Option<HttpReply> {
+        let rest = req.path.strip_prefix("/apps/")?;
+        let id = percent_decode(rest.split('/').next().unwrap_or_default());
+        let checked = match self.app_by_id(&id) {
+            None => Err(HttpReply::text(404, "Unknown app")),
+            Some(app) => parse_query(req.query)
+                .ok_or_else(|| bad_request("Repeated query parameter"))
+                .and_then(|params| authenticate_query(app, req, &params, now_unix)),
+        };
+        let reply = checked.err()?;
+        self.metrics().http.inc(reply.status.to_string());
+        self.metrics().limit_refusals.inc("unauthenticated_body");
+        tracing::debug!(method = req.method, path = req.path, status = reply.status, body = %reply.body, "HTTP API request refused before its body");
+        Some(reply)
+    }
+
     /// Serves one plain HTTP request.
     pub fn http(&self, req: &HttpRequest<'_>, body: &[u8]) -> HttpReply {
         let now = SystemTime::now()

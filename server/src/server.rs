@@ -25,6 +25,8 @@ pub struct Running {
     sweeper: Option<Sweeper>,
     bus: Option<crate::bus::Attached>,
     cluster: Option<crate::cluster::Cluster>,
+    /// The `--metrics-bind` listener.
+    metrics: Option<Server>,
 }
 
 impl std::fmt::Debug for Running {
@@ -43,6 +45,9 @@ pub fn transport_config(settings: &Settings) -> Config {
         workers: settings.workers,
         max_connections: settings.max_connections.saturating_add(REFUSAL_SLACK),
         max_message_size: settings.max_message_size,
+        max_http_buffer: settings.max_http_buffer,
+        max_connections_per_ip: settings.max_connections_per_ip,
+        silent_timeout: Duration::from_secs(settings.silent_timeout),
         // The Pusher-level timeout (ping, then 4201) must fire first.
         idle_timeout: activity + PONG_TIMEOUT + Duration::from_secs(30),
         ..Config::default()
@@ -243,6 +248,36 @@ pub fn start_with(gateway: Arc<Gateway>, settings: &Settings) -> std::io::Result
                 s.closed_for_violation,
             ),
             (
+                "realtime_transport_silent_sockets_total",
+                "Sockets dropped for sending nothing within silent_timeout.",
+                "counter",
+                s.silent_timeouts,
+            ),
+            (
+                "realtime_transport_rejected_per_ip_total",
+                "Sockets refused with 429 over max_connections_per_ip.",
+                "counter",
+                s.rejected_per_ip,
+            ),
+            (
+                "realtime_transport_body_budget_refusals_total",
+                "Request bodies refused with 503: max_http_buffer in use.",
+                "counter",
+                s.body_budget_refusals,
+            ),
+            (
+                "realtime_transport_http_body_bytes",
+                "Request-body bytes held right now against max_http_buffer.",
+                "gauge",
+                s.http_body_bytes,
+            ),
+            (
+                "realtime_transport_refused_before_body_total",
+                "HTTP requests answered from their head (bad signature, unknown app) without reading the body.",
+                "counter",
+                s.refused_before_body,
+            ),
+            (
                 "realtime_transport_local_wakes_total",
                 "Replies written in the loop turn that produced them (no cross-thread wake-up).",
                 "counter",
@@ -257,6 +292,10 @@ pub fn start_with(gateway: Arc<Gateway>, settings: &Settings) -> std::io::Result
         ]
     });
     let sweeper = Sweeper::start(&gateway, Duration::from_secs(1))?;
+    let metrics = match settings.metrics_bind {
+        Some(bind) => Some(start_metrics(&gateway, bind)?),
+        None => None,
+    };
     Ok(Running {
         gateway,
         server,
@@ -264,6 +303,7 @@ pub fn start_with(gateway: Arc<Gateway>, settings: &Settings) -> std::io::Result
         sweeper: Some(sweeper),
         bus: None,
         cluster: None,
+        metrics,
     })
 }
 
@@ -271,6 +311,11 @@ impl Running {
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the `--metrics-bind` listener, if any.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(Server::local_addr)
     }
 
     /// The gateway.
@@ -286,6 +331,9 @@ impl Running {
 
     fn stop(&mut self) {
         self.sweeper.take();
+        if let Some(metrics) = self.metrics.take() {
+            metrics.shutdown();
+        }
         let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(server) = server {
             server.shutdown_with(code::RESTARTING, "Server shutting down");
@@ -306,6 +354,55 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Health and metrics on a listener of their own (`--metrics-bind`): a
+/// small transport (one loop, 64 sockets) whose caps the main port's
+/// clients cannot fill, so `/up` and `/metrics` answer while the main port
+/// is at its socket cap (R35). WebSocket upgrades are refused there.
+fn start_metrics(gateway: &Arc<Gateway>, bind: std::net::SocketAddr) -> std::io::Result<Server> {
+    struct Health(Arc<Gateway>);
+    impl realtime_mio::Handler for Health {
+        fn on_upgrade(&self, _req: &realtime_mio::Request) -> realtime_mio::Upgrade {
+            realtime_mio::Upgrade::Reject(realtime_mio::HttpResponse::text(
+                404,
+                "only /up and /metrics are served here\n",
+            ))
+        }
+        fn on_message(&self, _: &realtime::Client, _: realtime::MessageType, _: bytes::Bytes) {}
+        fn on_http(
+            &self,
+            req: &realtime_mio::Request,
+            _body: bytes::Bytes,
+        ) -> realtime_mio::HttpResponse {
+            if !matches!(req.path.as_str(), "/up" | "/up/" | "/metrics") {
+                return realtime_mio::HttpResponse::text(
+                    404,
+                    "only /up and /metrics are served here\n",
+                );
+            }
+            let reply = self.0.http(
+                &crate::http_api::HttpRequest {
+                    method: &req.method,
+                    path: &req.path,
+                    query: &req.query,
+                },
+                b"",
+            );
+            realtime_mio::HttpResponse::new(reply.status, reply.body)
+                .header("Content-Type", reply.content_type)
+        }
+    }
+    let config = Config {
+        bind,
+        workers: 1,
+        max_connections: 16,
+        max_http_body: 0,
+        ..Config::default()
+    };
+    let server = Server::bind(config, Health(Arc::clone(gateway)))?;
+    tracing::info!(addr = %server.local_addr(), "health and metrics listener");
+    Ok(server)
 }
 
 #[cfg(test)]

@@ -54,6 +54,20 @@ pub struct Config {
     /// Largest plain-HTTP request body (default 1 MiB); a bigger one gets
     /// HTTP 413.
     pub max_http_body: usize,
+    /// Request-body bytes buffered at once across every connection
+    /// (default 32 MiB): a body that would pass it is answered 503 at once,
+    /// before it is read, so many slow or large unauthenticated bodies
+    /// cannot exhaust memory. A `Content-Length` body reserves its whole
+    /// length when its head arrives; a chunked body reserves as it grows.
+    pub max_http_buffer: usize,
+    /// A socket that has sent no byte this long after it was accepted is
+    /// dropped (default 5 s), well before `handshake_timeout`: idle sockets
+    /// opened to exhaust the socket cap are shed quickly.
+    pub silent_timeout: Duration,
+    /// Sockets one IP address may hold at once (default 0: no limit, as a
+    /// gateway behind a load balancer sees one address). Over it, the new
+    /// socket gets HTTP 429 and is closed.
+    pub max_connections_per_ip: usize,
     /// Time allowed from accept to a complete request (headers and body) and
     /// between keep-alive requests (default 10 s): slowloris protection.
     pub handshake_timeout: Duration,
@@ -85,6 +99,9 @@ impl Default for Config {
             max_connections: 10_000,
             max_message_size: 64 * 1024,
             max_http_body: 1024 * 1024,
+            max_http_buffer: 32 * 1024 * 1024,
+            silent_timeout: Duration::from_secs(5),
+            max_connections_per_ip: 0,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
@@ -107,6 +124,7 @@ impl Config {
     pub(crate) fn tick(&self) -> Duration {
         let shortest = [
             self.handshake_timeout,
+            self.silent_timeout,
             self.ping_interval,
             self.idle_timeout,
             self.write_timeout,

@@ -61,7 +61,7 @@ use crate::codec::{self, Decoder, Flow, Inbound, Violation};
 use crate::handler::{Handler, Upgrade};
 use crate::handshake;
 use crate::http::{self, Head, HttpError, HttpResponse};
-use crate::server::Global;
+use crate::server::{BodyBudget, Global};
 use crate::stats::{Counters, Ending};
 use crate::timer::Wheel;
 use crate::wake::{ConnTransport, LoopShared};
@@ -142,6 +142,16 @@ struct HttpPhase {
     deadline: Instant,
     /// Requests answered on this connection.
     served: u32,
+    /// Whether any byte arrived yet (a socket that never speaks is shed at
+    /// `silent_timeout`).
+    spoke: bool,
+    /// The current request's head was shown to `Handler::on_http_head`.
+    checked: bool,
+    /// Decoding progress of the current request's chunked body.
+    chunked: Option<http::Chunked>,
+    /// The current request's body bytes held against `max_http_buffer`;
+    /// released when the request is served or the phase ends.
+    budget: Option<BodyBudget>,
 }
 
 struct OpenPhase {
@@ -167,6 +177,8 @@ enum Phase {
 pub(crate) struct Connection {
     token: Token,
     pub(crate) sock: TcpStream,
+    /// The peer's address (the per-address socket count is keyed by it).
+    pub(crate) peer: SocketAddr,
     pending: VecDeque<Bytes>,
     /// Since when the socket has taken no bytes while `pending` waits.
     stalled_since: Option<Instant>,
@@ -178,17 +190,23 @@ pub(crate) struct Connection {
 impl Connection {
     /// A freshly accepted connection, waiting for its request.
     pub(crate) fn new(token: Token, sock: TcpStream, peer: SocketAddr, ctx: &LoopCtx) -> Self {
+        let config = &ctx.global.config;
         Self {
             token,
             sock,
+            peer,
             pending: VecDeque::new(),
             stalled_since: None,
             timer: 0,
             phase: Phase::Http(Box::new(HttpPhase {
                 peer,
                 buf: Vec::new(),
-                deadline: ctx.now + ctx.global.config.handshake_timeout,
+                deadline: ctx.now + config.silent_timeout.min(config.handshake_timeout),
                 served: 0,
+                spoke: false,
+                checked: false,
+                chunked: None,
+                budget: None,
             })),
         }
     }
@@ -291,7 +309,10 @@ impl Connection {
         let next = match &mut self.phase {
             Phase::Http(h) => {
                 if now >= h.deadline {
-                    if !h.buf.is_empty() || h.served == 0 {
+                    if !h.spoke {
+                        Counters::add(&ctx.shared.counters.silent_timeouts, 1);
+                        tracing::debug!(peer = %h.peer, "silent socket: dropped");
+                    } else if !h.buf.is_empty() || h.served == 0 {
                         Counters::add(&ctx.shared.counters.handshake_timeouts, 1);
                         tracing::debug!(peer = %h.peer, "handshake timeout");
                     }
@@ -326,6 +347,11 @@ impl Connection {
                     self.pending.push_back(codec::encode_ping(b""));
                     if self.flush(ctx).is_err() {
                         return self.close_ws(1006, "", Ending::Reset, CloseHow::Drop, ctx);
+                    }
+                    if self.pending.is_empty() {
+                        // As in `after_ws`: a drain that waited for the
+                        // socket resumes (a no-op when none waited).
+                        ctx.again.push((self.token, Again::Drain));
                     }
                 }
                 idle_at.min(ping_at)
@@ -518,14 +544,45 @@ impl Connection {
                             self.upgrade(head, ctx);
                             continue;
                         }
+                        if !h.checked {
+                            // Before any body byte is buffered on purpose.
+                            h.checked = true;
+                            let handler = &ctx.handler;
+                            let early =
+                                guarded("on_http_head", || handler.on_http_head(&head.request));
+                            if let Some(response) = early.flatten() {
+                                Counters::add(&ctx.shared.counters.refused_before_body, 1);
+                                Counters::add(&ctx.shared.counters.http_requests, 1);
+                                h.buf = Vec::new();
+                                self.respond(&response, false, ctx);
+                                continue;
+                            }
+                        }
+                        let held = if head.chunked {
+                            h.buf.len() - head.len
+                        } else {
+                            head.body_len
+                        };
+                        let budget = h.budget.get_or_insert_with(|| ctx.global.body_budget());
+                        if !budget.grow_to(held) {
+                            Counters::add(&ctx.shared.counters.body_budget_refusals, 1);
+                            tracing::debug!(peer = %h.peer, held, "max_http_buffer in use: 503");
+                            h.buf = Vec::new();
+                            let response = HttpResponse::text(503, "server busy: request bodies in flight exceed max_http_buffer; retry\n")
+                                .header("Retry-After", "1");
+                            self.respond(&response, false, ctx);
+                            continue;
+                        }
                         if head.chunked {
                             let max = ctx.global.config.max_http_body;
-                            match http::decode_chunked(&h.buf[head.len..], max) {
+                            let chunked = h.chunked.get_or_insert_with(Default::default);
+                            match chunked.advance(&h.buf[head.len..], max) {
                                 Err(e) => {
                                     self.fail(e, ctx);
                                     continue;
                                 }
-                                Ok(Some((body, used))) => {
+                                Ok(Some(used)) => {
+                                    let body = std::mem::take(&mut chunked.body);
                                     let used = head.len + used;
                                     self.serve(head, Bytes::from(body), used, ctx);
                                     continue;
@@ -554,6 +611,12 @@ impl Connection {
                 Ok(n) => {
                     Counters::add(&ctx.shared.counters.bytes_in, n as u64);
                     h.buf.extend_from_slice(&ctx.read_buf[..n]);
+                    if !h.spoke {
+                        // The silent-socket deadline gives way to the
+                        // handshake timeout once the peer speaks.
+                        h.spoke = true;
+                        h.deadline = ctx.now + ctx.global.config.handshake_timeout;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -623,6 +686,10 @@ impl Connection {
         if h.buf.is_empty() {
             h.buf = Vec::new();
         }
+        // The next request on this connection starts afresh.
+        h.checked = false;
+        h.chunked = None;
+        h.budget = None;
         Counters::add(&ctx.shared.counters.http_requests, 1);
         let handler = &ctx.handler;
         let response = guarded("on_http", || handler.on_http(&head.request, body))
@@ -762,10 +829,12 @@ impl Connection {
                 if self.pending.is_empty() {
                     return Outcome::Keep;
                 }
-                match self.flush(ctx) {
-                    Ok(()) => Outcome::Keep,
-                    Err(_) => self.close_ws(1006, "", Ending::Reset, CloseHow::Drop, ctx),
-                }
+                // Not a bare flush: if the outbox drain was waiting for the
+                // socket (`pending` held the rest of a batch), emptying
+                // `pending` here consumes the writable readiness it waited
+                // for, and no wake comes for a scheduled client: the drain
+                // must go on now, or the connection stalls for good.
+                self.drain(ctx)
             }
             Phase::Closing(_) => self.drive_closing(ctx),
             Phase::Http(_) => Outcome::Keep,

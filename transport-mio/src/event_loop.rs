@@ -32,6 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::config::AcceptMode;
 use crate::connection::{Connection, LoopCtx, Outcome};
+use crate::server::SocketRefusal;
 use crate::slots::Slots;
 use crate::stats::Counters;
 use crate::wake::LoopShared;
@@ -166,7 +167,7 @@ impl EventLoop {
         };
         conn.on_drop(&mut self.ctx);
         let _ = self.poll.registry().deregister(&mut conn.sock);
-        self.ctx.global.socket_closed();
+        self.ctx.global.socket_closed(conn.peer.ip());
     }
 
     /// Accepts until `WouldBlock`.
@@ -208,10 +209,25 @@ impl EventLoop {
         if self.stop_deadline.is_some() {
             return;
         }
-        if !self.ctx.global.socket_opened() {
-            Counters::add(&self.ctx.shared.counters.rejected_over_capacity, 1);
-            tracing::debug!(%peer, "too many sockets: dropped at accept");
-            return;
+        match self.ctx.global.socket_opened(peer.ip()) {
+            Ok(()) => {}
+            Err(SocketRefusal::Capacity) => {
+                Counters::add(&self.ctx.shared.counters.rejected_over_capacity, 1);
+                tracing::debug!(%peer, "too many sockets: dropped at accept");
+                return;
+            }
+            Err(SocketRefusal::PerIp) => {
+                Counters::add(&self.ctx.shared.counters.rejected_per_ip, 1);
+                tracing::debug!(%peer, "max_connections_per_ip reached: 429");
+                // Best effort on a fresh socket: its send buffer is empty,
+                // so the short answer fits; then the socket is dropped.
+                let mut socket = socket;
+                let _ = io::Write::write(
+                    &mut socket,
+                    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 47\r\nConnection: close\r\n\r\ntoo many connections from your address (limit)\n",
+                );
+                return;
+            }
         }
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(error = %e, "set_nodelay failed");

@@ -90,6 +90,16 @@ pub trait Handler: Send + Sync + 'static {
         let _ = client;
     }
 
+    /// A plain HTTP request's head, before its body is read: return a
+    /// response to answer at once without reading the body (a bad
+    /// signature, an unknown route), after which the connection closes;
+    /// `None` (the default) reads the body and calls [`Handler::on_http`].
+    /// An unauthenticated client then cannot make the server buffer bodies.
+    fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
+        let _ = req;
+        None
+    }
+
     /// A plain HTTP request (not an upgrade) with its complete body.
     /// Default: 404.
     fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
@@ -111,6 +121,9 @@ impl<H: Handler + ?Sized> Handler for std::sync::Arc<H> {
     fn on_close(&self, client: &Client) {
         (**self).on_close(client);
     }
+    fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
+        (**self).on_http_head(req)
+    }
     fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
         (**self).on_http(req, body)
     }
@@ -128,6 +141,9 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
     }
     fn on_close(&self, client: &Client) {
         (**self).on_close(client);
+    }
+    fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
+        (**self).on_http_head(req)
     }
     fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
         (**self).on_http(req, body)

@@ -48,6 +48,10 @@ pub(crate) struct Counters {
     pub(crate) writes: AtomicU64,
     pub(crate) pings_sent: AtomicU64,
     pub(crate) local_wakes: AtomicU64,
+    pub(crate) silent_timeouts: AtomicU64,
+    pub(crate) rejected_per_ip: AtomicU64,
+    pub(crate) body_budget_refusals: AtomicU64,
+    pub(crate) refused_before_body: AtomicU64,
     pub(crate) endings: [AtomicU64; 8],
     pub(crate) codes: [AtomicU64; CODES.len() + 1],
     pub(crate) connections: AtomicU64,
@@ -105,6 +109,18 @@ pub struct Stats {
     /// Wake-ups of a loop by its own thread (replies written in the turn
     /// that produced them, with no eventfd write).
     pub local_wakes: u64,
+    /// Sockets dropped because they sent nothing within `silent_timeout`.
+    pub silent_timeouts: u64,
+    /// Sockets refused (429) over `max_connections_per_ip`.
+    pub rejected_per_ip: u64,
+    /// Request bodies refused (503) because `max_http_buffer` was in use.
+    pub body_budget_refusals: u64,
+    /// Requests answered from their head by [`crate::Handler::on_http_head`]
+    /// without reading the body.
+    pub refused_before_body: u64,
+    /// Request-body bytes reserved right now against `max_http_buffer`
+    /// (a gauge).
+    pub http_body_bytes: u64,
     /// Closes started by a peer's close frame.
     pub closed_by_peer: u64,
     /// Closes by the application or the Hub (overflow included).
@@ -154,6 +170,10 @@ impl Stats {
         self.writes += get(&c.writes);
         self.pings_sent += get(&c.pings_sent);
         self.local_wakes += get(&c.local_wakes);
+        self.silent_timeouts += get(&c.silent_timeouts);
+        self.rejected_per_ip += get(&c.rejected_per_ip);
+        self.body_budget_refusals += get(&c.body_budget_refusals);
+        self.refused_before_body += get(&c.refused_before_body);
         let e = |ending: Ending| get(&c.endings[ending as usize]);
         self.closed_by_peer += e(Ending::PeerClose);
         self.closed_by_app += e(Ending::AppClose);
