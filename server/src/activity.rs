@@ -4,8 +4,11 @@
 //! Pusher clients are told `activity_timeout` (seconds) in
 //! `connection_established`. A client silent for that long gets a
 //! `pusher:ping`; if nothing at all arrives within [`PONG_TIMEOUT`] after
-//! it, the connection is closed with 4201. Any inbound message counts as
-//! activity (it clears the outstanding ping; see `Connection::touch`).
+//! it, the connection is closed with 4201. Any inbound frame counts as
+//! activity (it clears the outstanding ping; see `Connection::touch`): a
+//! message through `Gateway::handle_message`, a WebSocket ping or pong or
+//! a fragment through `Gateway::activity` (the transport's
+//! `Handler::on_activity`).
 //!
 //! One sweeper thread scans every connection once per `interval` (a
 //! second by default): O(connections) per sweep, no per-connection timer.

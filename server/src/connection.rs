@@ -99,7 +99,7 @@ impl Connection {
         self.ping_sent.store(0, Ordering::Relaxed);
     }
 
-    /// Milliseconds (gateway clock) of the last inbound message.
+    /// Milliseconds (gateway clock) of the last inbound frame.
     pub fn last_seen(&self) -> u64 {
         // Relaxed: see `touch`.
         self.last_seen.load(Ordering::Relaxed)

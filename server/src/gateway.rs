@@ -385,6 +385,22 @@ impl Gateway {
         self.reply(client, protocol::error_frame(message, code));
     }
 
+    /// Records inbound activity of `client` that is not a message: a
+    /// WebSocket ping or pong, a fragment of a message still arriving.
+    /// PUSHER.md: any received frame counts as activity; it resets the
+    /// activity clock (and clears an outstanding `pusher:ping`) as a
+    /// message does.
+    pub fn activity(&self, client: &Client) {
+        self.activity_at(client, Instant::now());
+    }
+
+    /// [`Gateway::activity`] at a given time.
+    pub fn activity_at(&self, client: &Client, now: Instant) {
+        if let Some(conn) = self.connection(client) {
+            conn.touch(self.clock(now));
+        }
+    }
+
     /// Handles one inbound message of `client`.
     pub fn handle_message(&self, client: &Client, data: &[u8]) {
         self.handle_message_at(client, data, Instant::now());

@@ -56,6 +56,11 @@ impl Handler for PusherHandler {
         self.gateway.handle_message(client, &data);
     }
 
+    fn on_activity(&self, client: &Client) {
+        // WebSocket pings, pongs and fragments count as activity too.
+        self.gateway.activity(client);
+    }
+
     fn on_close(&self, client: &Client) {
         self.gateway.close(client);
     }

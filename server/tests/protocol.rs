@@ -389,6 +389,32 @@ fn signin_with_a_bad_signature_is_refused() {
 }
 
 #[test]
+fn websocket_pings_pongs_and_fragments_reset_the_activity_clock() {
+    let g = gateway();
+    let p = connect(&g);
+    let quiet = connect(&g);
+    let t0 = Instant::now();
+    // p sends a WebSocket ping at +100 s (the transport's on_activity).
+    g.activity_at(&p.client, t0 + Duration::from_secs(100));
+    let s = g.sweep(t0 + Duration::from_secs(125));
+    assert_eq!(s.pinged, 1);
+    assert_eq!(quiet.recv()["event"], "pusher:ping");
+    // Silent 120 s since its ping, p is pinged; quiet, which never
+    // answered, is closed.
+    let s = g.sweep(t0 + Duration::from_secs(221));
+    assert_eq!((s.pinged, s.closed), (1, 1));
+    assert_eq!(p.recv()["event"], "pusher:ping");
+    assert_eq!(quiet.client.close_reason().map(|(c, _)| c), Some(4201));
+    // A WebSocket pong answers p's ping: it stays.
+    g.activity_at(&p.client, t0 + Duration::from_secs(230));
+    assert_eq!(
+        g.sweep(t0 + Duration::from_secs(260)),
+        realtime_server::activity::Swept::default()
+    );
+    assert!(!p.client.is_closed());
+}
+
+#[test]
 fn silent_clients_are_pinged_then_closed_with_4201() {
     let g = gateway();
     let p = connect(&g);

@@ -141,3 +141,72 @@ fn unknown_key_and_missing_protocol_are_refused_with_pusher_codes() {
         }
     }
 }
+
+#[test]
+fn a_client_sending_only_websocket_pings_is_not_pinged_while_a_silent_one_is() {
+    // Issue #12 item 6: with the activity timeout at 1 s, a client whose
+    // only traffic is WebSocket pings never gets `pusher:ping` (so never
+    // 4201), while a silent client does. The pinging client connects first:
+    // were its pings not activity, it would be due no later than the
+    // silent one, in the same sweep.
+    let mut s = settings();
+    s.bind = "127.0.0.1:0".parse().unwrap();
+    s.workers = 2;
+    s.activity_timeout = 1;
+    let server = start(&s).unwrap();
+    let addr = server.local_addr();
+    let mut pinger = ws(addr, KEY, "protocol=7");
+    assert_eq!(next(&mut pinger)["event"], "pusher:connection_established");
+    let mut silent = ws(addr, KEY, "protocol=7");
+    assert_eq!(next(&mut silent)["event"], "pusher:connection_established");
+    // The wait for the silent client's frame paces the pings (one per
+    // 50 ms at most); the total is bounded by the round count.
+    match silent.get_ref() {
+        MaybeTlsStream::Plain(s) => s
+            .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap(),
+        _ => unreachable!("plain ws://"),
+    }
+    let mut rounds = 0;
+    let ping = loop {
+        // A WebSocket ping, and its pong: the server has read it (the
+        // activity hook runs before the pong is written).
+        pinger.send(Message::Ping(vec![1].into())).unwrap();
+        loop {
+            match pinger.read().unwrap() {
+                Message::Pong(_) => break,
+                Message::Ping(_) => continue,
+                other => panic!("the pinging client got {other:?}"),
+            }
+        }
+        match silent.read() {
+            Ok(Message::Text(t)) => break serde_json::from_str::<Value>(t.as_str()).unwrap(),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(other) => panic!("the silent client got {other:?}"),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("the silent client: {e}"),
+        }
+        rounds += 1;
+        assert!(rounds < 400, "the silent client was never pinged");
+    };
+    assert_eq!(ping, json!({"event":"pusher:ping","data":{}}));
+    // A request after that sweep: a `pusher:ping` the sweep queued for the
+    // pinging client would arrive before the reply.
+    send(
+        &mut pinger,
+        json!({"event":"pusher:subscribe","data":{"channel":"after-the-sweep"}}),
+    );
+    let f = next(&mut pinger);
+    assert_eq!(
+        f["event"], "pusher_internal:subscription_succeeded",
+        "the pinging client got {f}"
+    );
+    assert_eq!(
+        server.gateway().metrics().disconnects.get("pong_timeout"),
+        0
+    );
+}

@@ -18,12 +18,24 @@
 //!
 //! [`Decoder::feed`] consumes any slice of input (frames may be split at
 //! any byte) and reports each complete message, ping, pong and close to a
-//! sink. Payloads are unmasked as they arrive and appended to the message
-//! being assembled; a finished message is handed over as `Bytes` without a
-//! copy. Violations are typed ([`Violation`]) and map to close codes:
-//! protocol errors 1002, oversized messages 1009 (checked against the frame
-//! header, before buffering), invalid UTF-8 1007. The decoder never panics
-//! on input; after a violation or a close frame it must not be fed again.
+//! sink, and each non-final data frame as a [`Inbound::Fragment`] (it
+//! counts as activity). Payloads are unmasked as they arrive and appended
+//! to the message being assembled; a finished message is handed over as
+//! `Bytes` without a copy. Violations are typed ([`Violation`]) and map to
+//! close codes: protocol errors 1002, oversized messages 1009 (checked
+//! against the frame header, before buffering), invalid UTF-8 1007. The
+//! decoder never panics on input; after a violation or a close frame it
+//! must not be fed again.
+//!
+//! # UTF-8, fail fast
+//!
+//! A text message is validated as its bytes arrive, not when it completes
+//! (Autobahn 6.4.*): `utf8_valid` marks the end of the prefix known to be
+//! valid. Each append validates from there; `Utf8Error::error_len()` tells
+//! an input that ends inside a character (`None`: valid so far, the
+//! incomplete character is validated again with the next bytes, at most 3
+//! bytes re-read) from one that can never be valid (`Some`: 1007 now, even
+//! mid-frame). Every byte is thus validated once, plus at most 3 per append.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use realtime::{Frame, MessageType};
@@ -47,6 +59,8 @@ pub(crate) enum Inbound {
     Ping(Bytes),
     /// A pong.
     Pong,
+    /// A non-final data frame: part of a message still being assembled.
+    Fragment,
     /// A close frame, with its code and reason if it had any.
     Close(Option<(u16, String)>),
 }
@@ -110,6 +124,9 @@ pub(crate) struct Decoder {
     /// The data message being assembled, if one is in progress.
     message_kind: Option<MessageType>,
     message: Vec<u8>,
+    /// For a text message: the length of `message`'s prefix known to be
+    /// valid UTF-8 (what follows is at most an incomplete character).
+    utf8_valid: usize,
     /// The payload of the control frame being read.
     control: Vec<u8>,
 }
@@ -168,6 +185,9 @@ impl Decoder {
             self.mask_pos = ((usize::from(self.mask_pos) + n) % 4) as u8;
             self.remaining -= n as u64;
             input = &input[n..];
+            if self.opcode < OP_CLOSE && self.message_kind == Some(MessageType::Text) {
+                self.check_utf8()?;
+            }
             if self.remaining > 0 {
                 return Ok(());
             }
@@ -179,6 +199,19 @@ impl Decoder {
                 }
             }
         }
+    }
+
+    /// Validates the text message's bytes appended since the last check
+    /// (see the module docs): an error as soon as they cannot be UTF-8.
+    fn check_utf8(&mut self) -> Result<(), Violation> {
+        let unchecked = &self.message[self.utf8_valid..];
+        match std::str::from_utf8(unchecked) {
+            Ok(_) => self.utf8_valid = self.message.len(),
+            // Ends inside a character: valid so far.
+            Err(e) if e.error_len().is_none() => self.utf8_valid += e.valid_up_to(),
+            Err(_) => return Err(Violation::InvalidUtf8),
+        }
+        Ok(())
     }
 
     /// Copies header bytes from `input`; parses the header once complete.
@@ -295,11 +328,14 @@ impl Decoder {
                 self.control = Vec::new();
                 Ok(Some(Inbound::Pong))
             }
-            _ if !self.fin => Ok(None),
+            _ if !self.fin => Ok(Some(Inbound::Fragment)),
             _ => {
                 let kind = self.message_kind.take().unwrap_or(MessageType::Binary);
                 let data = std::mem::take(&mut self.message);
-                if kind == MessageType::Text && std::str::from_utf8(&data).is_err() {
+                let valid = std::mem::take(&mut self.utf8_valid);
+                // Every byte was validated on arrival: a text message is
+                // valid once no incomplete character is left at its end.
+                if kind == MessageType::Text && valid != data.len() {
                     return Err(Violation::InvalidUtf8);
                 }
                 Ok(Some(Inbound::Message(kind, Bytes::from(data))))
@@ -499,6 +535,7 @@ mod tests {
         binary.extend(vec![2u8; 4_700]);
         let expected = vec![
             Inbound::Message(MessageType::Text, Bytes::from_static(b"hello")),
+            Inbound::Fragment,
             Inbound::Ping(Bytes::from_static(b"p")),
             Inbound::Message(MessageType::Binary, Bytes::from(binary)),
             Inbound::Close(Some((1000, "ok".into()))),
@@ -506,6 +543,117 @@ mod tests {
         for chunk in [1, 2, 3, 7, 64, 8192] {
             assert_eq!(decode(&input, chunk).unwrap(), expected, "chunk {chunk}");
         }
+    }
+
+    /// Feeds `input` in chunks of `chunk` bytes; returns what was decoded
+    /// and, on a violation, the input offset at which the feed that
+    /// reported it ended (the end of the chunk holding the offending byte).
+    fn decode_until_error(
+        input: &[u8],
+        chunk: usize,
+    ) -> (Vec<Inbound>, Option<(usize, Violation)>) {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        for piece in input.chunks(chunk) {
+            fed += piece.len();
+            let result = d.feed(piece, 1 << 16, &mut |u| {
+                out.push(u);
+                Flow::Continue
+            });
+            if let Err(v) = result {
+                return (out, Some((fed, v)));
+            }
+        }
+        (out, None)
+    }
+
+    /// The end of the chunk (of `chunk` bytes) that holds byte `at`.
+    fn chunk_end(at: usize, chunk: usize, len: usize) -> usize {
+        ((at / chunk + 1) * chunk).min(len)
+    }
+
+    const CHUNKS: [usize; 8] = [1, 2, 3, 4, 5, 7, 13, 64];
+
+    #[test]
+    fn invalid_utf8_in_a_fragmented_text_message_fails_at_the_bad_byte() {
+        // Autobahn 6.4.1: valid first fragment, a second one that makes the
+        // text invalid (U+110000 is out of range: 0x90 after 0xF4 is the
+        // first byte that cannot be UTF-8), a valid third one that must not
+        // be waited for.
+        let first = client_frame(false, OP_TEXT, "κόσμε".as_bytes());
+        let second = client_frame(false, OP_CONTINUATION, &[0xf4, 0x90, 0x80, 0x80]);
+        let third = client_frame(true, OP_CONTINUATION, b"edited");
+        let bad = first.len() + 6 + 1;
+        let input = [first, second, third].concat();
+        for chunk in CHUNKS {
+            let (units, err) = decode_until_error(&input, chunk);
+            assert_eq!(
+                err,
+                Some((chunk_end(bad, chunk, input.len()), Violation::InvalidUtf8)),
+                "chunk {chunk}"
+            );
+            assert_eq!(units, vec![Inbound::Fragment], "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_one_text_frame_fails_before_the_frame_ends() {
+        // A single frame arriving in pieces: 0xFF cannot start a character;
+        // after 0xE2 an ASCII byte ends a character too early.
+        for (payload, bad_at) in [
+            ([&[b'x'; 100][..], &[0xff], &[b'y'; 100]].concat(), 100),
+            ([&[b'x'; 40][..], &[0xe2, b'a'], &[b'y'; 100]].concat(), 41),
+        ] {
+            let input = client_frame(true, OP_TEXT, &payload);
+            let header = input.len() - payload.len();
+            for chunk in CHUNKS {
+                let (units, err) = decode_until_error(&input, chunk);
+                let at = chunk_end(header + bad_at, chunk, input.len());
+                assert!(at < input.len(), "the error comes before the frame ends");
+                assert_eq!(err, Some((at, Violation::InvalidUtf8)), "chunk {chunk}");
+                assert!(units.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn characters_split_across_fragments_and_reads_are_valid() {
+        // "a€!" with the euro sign (E2 82 AC) split across two fragments,
+        // and a four-byte character in a frame of its own.
+        let mut input = client_frame(false, OP_TEXT, b"a\xe2\x82");
+        input.extend(client_frame(false, OP_CONTINUATION, b"\xac!"));
+        input.extend(client_frame(true, OP_CONTINUATION, "𝄞".as_bytes()));
+        for chunk in CHUNKS {
+            let (units, err) = decode_until_error(&input, chunk);
+            assert_eq!(err, None, "chunk {chunk}");
+            assert_eq!(
+                units,
+                vec![
+                    Inbound::Fragment,
+                    Inbound::Fragment,
+                    Inbound::Message(MessageType::Text, Bytes::from("a€!𝄞"))
+                ],
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_text_message_ending_inside_a_character_is_invalid() {
+        // Valid so far at every byte; invalid only once the message ends.
+        let input = client_frame(true, OP_TEXT, &[b'a', 0xe2, 0x82]);
+        for chunk in CHUNKS {
+            let (_, err) = decode_until_error(&input, chunk);
+            assert_eq!(
+                err,
+                Some((input.len(), Violation::InvalidUtf8)),
+                "chunk {chunk}"
+            );
+        }
+        // Binary messages are not validated.
+        let input = client_frame(true, OP_BINARY, &[0xff, 0xe2]);
+        assert_eq!(decode_until_error(&input, 1).1, None);
     }
 
     #[test]

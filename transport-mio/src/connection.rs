@@ -40,10 +40,16 @@
 //! # Closing a WebSocket
 //!
 //! Every end of the Open phase goes through [`Connection::close_ws`]: count
-//! the ending and its code, release the connection slot, close the client
-//! (which removes it from its channels), call [`Handler::on_close`] once,
-//! then either linger (a close frame was queued) or drop the socket (reset,
-//! write timeout, idle timeout after a best-effort close frame).
+//! the ending and its code, release the connection slot, move what the
+//! client's outbox holds into `pending` and queue the close frame behind it
+//! (so what was produced before a protocol error or the peer's close, such
+//! as the echo of a message that came in the same read, goes out first),
+//! close the client (which removes it from its channels), call
+//! [`Handler::on_close`] once, then either linger (a close frame was
+//! queued) or drop the socket (reset, write timeout, idle timeout after a
+//! best-effort close frame). For a client the application or the Hub
+//! closed, nothing is taken: `pop_frame` yields nothing once a client is
+//! closed (core's rule: nothing is delivered after a close).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -905,18 +911,66 @@ impl Connection {
                 (Flow::Continue, Outcome::Keep)
             }
             Inbound::Ping(payload) => {
+                if let Some(out) = self.activity(ctx) {
+                    return (Flow::Stop, out);
+                }
                 if self.pending.len() < MAX_PENDING {
                     self.pending.push_back(codec::encode_pong(&payload));
                 }
                 (Flow::Continue, Outcome::Keep)
             }
-            Inbound::Pong => (Flow::Continue, Outcome::Keep),
+            Inbound::Pong | Inbound::Fragment => match self.activity(ctx) {
+                Some(out) => (Flow::Stop, out),
+                None => (Flow::Continue, Outcome::Keep),
+            },
             Inbound::Close(close) => {
                 let code = close.as_ref().map_or(1000, |(code, _)| *code);
                 let out = self.close_ws(code, "", Ending::PeerClose, CloseHow::Linger, ctx);
                 (Flow::Stop, out)
             }
         }
+    }
+
+    /// A frame that does not complete a message arrived: tells the handler
+    /// ([`Handler::on_activity`]). Returns the outcome if the connection
+    /// ended (the handler panicked).
+    fn activity(&mut self, ctx: &mut LoopCtx) -> Option<Outcome> {
+        let Phase::Open(o) = &self.phase else {
+            return None;
+        };
+        let handler = &ctx.handler;
+        let client = &o.client;
+        if guarded("on_activity", || handler.on_activity(client)).is_some() {
+            return None;
+        }
+        Some(self.close_ws(
+            1011,
+            "internal error",
+            Ending::HandlerPanic,
+            CloseHow::Linger,
+            ctx,
+        ))
+    }
+
+    /// Moves what the client's outbox holds now into `pending`, in order,
+    /// before a close frame is queued: replies produced before a protocol
+    /// error or a close (echoes, acknowledgements) are written before our
+    /// close frame (Autobahn 3.*, 4.*, 5.15, 7.1.6). Must run before the
+    /// client is closed: `pop_frame` returns nothing after that. Bounded by
+    /// the frames queued when it starts (what a concurrent broadcaster adds
+    /// meanwhile stays behind), so by the client's byte bound.
+    fn take_queued(&mut self, client: &Client, ctx: &LoopCtx) {
+        let queued = client.pending();
+        let mut taken = 0u64;
+        for _ in 0..queued {
+            let Some(frame) = client.pop_frame() else {
+                break;
+            };
+            self.pending
+                .push_back(frame.encoded_with(codec::encode_frame).clone());
+            taken += 1;
+        }
+        Counters::add(&ctx.counters().frames_out, taken);
     }
 
     /// Ends the WebSocket session (see the module docs).
@@ -950,7 +1004,9 @@ impl Connection {
         ctx.global.release();
         tracing::debug!(client = client.id(), code, ?ending, "websocket closed");
         if how != CloseHow::Drop {
-            // After what is already encoded (at most one batch).
+            // After what is already encoded (at most one batch, pongs) and
+            // what the outbox held.
+            self.take_queued(&client, ctx);
             self.pending.push_back(codec::encode_close(code, reason));
         }
         client.close();

@@ -83,6 +83,18 @@ pub trait Handler: Send + Sync + 'static {
     /// One complete inbound data message (text is valid UTF-8).
     fn on_message(&self, client: &Client, kind: MessageType, data: Bytes);
 
+    /// An inbound frame that does not complete a message arrived: a ping, a
+    /// pong, or a non-final fragment of a data message. Called once per
+    /// such frame, on the loop thread, before the pong a ping earns is
+    /// written. With [`Handler::on_message`] it tells the application of
+    /// every inbound frame, so an application-level activity clock (Pusher's
+    /// `activity_timeout`: any received frame counts) can be kept without
+    /// exposing the control frames themselves. The transport's own idle
+    /// timeout counts every inbound byte already. Default: nothing.
+    fn on_activity(&self, client: &Client) {
+        let _ = client;
+    }
+
     /// The client was closed, for whatever reason: called exactly once per
     /// client that [`Handler::on_open`] saw, after the client was closed and
     /// removed from its channels (see the crate docs for the one exception).
@@ -118,6 +130,9 @@ impl<H: Handler + ?Sized> Handler for std::sync::Arc<H> {
     fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
         (**self).on_message(client, kind, data);
     }
+    fn on_activity(&self, client: &Client) {
+        (**self).on_activity(client);
+    }
     fn on_close(&self, client: &Client) {
         (**self).on_close(client);
     }
@@ -138,6 +153,9 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
     }
     fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
         (**self).on_message(client, kind, data);
+    }
+    fn on_activity(&self, client: &Client) {
+        (**self).on_activity(client);
     }
     fn on_close(&self, client: &Client) {
         (**self).on_close(client);

@@ -44,7 +44,9 @@
 //!
 //! # Examples
 //!
-//! See [`Server`], and `examples/chat.rs` for a runnable chat server.
+//! See [`Server`], `examples/chat.rs` for a runnable chat server and
+//! `examples/echo.rs` for the echo server the Autobahn TestSuite cases run
+//! against (`autobahn/run.sh`).
 
 mod codec;
 mod config;

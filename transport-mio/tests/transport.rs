@@ -562,3 +562,102 @@ fn queued_frames_go_out_in_one_vectored_write() {
     // would add one).
     assert!(stats.writes <= 3, "{} writes for 50 frames", stats.writes);
 }
+
+// ----- what is produced before a violation or a close goes out first -------
+
+#[test]
+fn a_message_then_a_bad_frame_in_one_write_is_echoed_before_the_1002_close() {
+    // Autobahn 3.2: a text message, a frame with RSV bits set, a ping, in
+    // one write: the echo, then close 1002; the ping is never read.
+    let f = start(config(), Hub::new());
+    let mut s = raw_upgrade(f.addr(), "/");
+    let mut burst = frame_bytes(0x81, b"Hello, world!", true);
+    burst.extend(frame_bytes(0x81 | 0x20, b"Hello, world!", true));
+    burst.extend(frame_bytes(0x89, b"", true));
+    s.write_all(&burst).unwrap();
+    assert_eq!(raw_read(&mut s), Some((0x1, b"Hello, world!".to_vec())));
+    assert_eq!(raw_close_code(&mut s), 1002);
+    assert_eq!(raw_read(&mut s), None, "nothing after the close frame");
+    f.next_close();
+}
+
+#[test]
+fn every_frame_queued_before_a_violation_is_written_before_the_close() {
+    // 200 frames queued by one message, then an unmasked frame in the same
+    // read: all 200 (more than one write batch), in order, then 1002.
+    let f = start(config(), Hub::new());
+    let mut s = raw_upgrade(f.addr(), "/");
+    let mut burst = frame_bytes(0x81, b"burst 200", true);
+    burst.extend(frame_bytes(0x81, b"unmasked", false));
+    s.write_all(&burst).unwrap();
+    for i in 0..200 {
+        assert_eq!(raw_read(&mut s), Some((0x1, i.to_string().into_bytes())));
+    }
+    assert_eq!(raw_close_code(&mut s), 1002);
+    f.next_close();
+    assert_eq!(f.server.stats().frames_out, 200);
+}
+
+#[test]
+fn a_message_then_a_close_in_one_write_is_echoed_before_the_close_reply() {
+    // Autobahn 7.1.6 (small): a message, a close, a ping, back to back.
+    let f = start(config(), Hub::new());
+    let mut s = raw_upgrade(f.addr(), "/");
+    let mut burst = frame_bytes(0x81, &[b'x'; 1000], true);
+    burst.extend(frame_bytes(0x81, b"Hello World!", true));
+    burst.extend(frame_bytes(0x88, &1000u16.to_be_bytes(), true));
+    burst.extend(frame_bytes(0x89, b"", true));
+    s.write_all(&burst).unwrap();
+    assert_eq!(raw_read(&mut s), Some((0x1, vec![b'x'; 1000])));
+    assert_eq!(raw_read(&mut s), Some((0x1, b"Hello World!".to_vec())));
+    assert_eq!(raw_close_code(&mut s), 1000);
+    assert_eq!(raw_read(&mut s), None, "no pong after the close");
+    f.next_close();
+    assert_eq!(f.server.stats().closed_by_peer, 1);
+}
+
+#[test]
+fn invalid_utf8_in_a_fragment_closes_with_1007_before_the_message_ends() {
+    // Autobahn 6.4.1: the message is never finished; the 1007 comes anyway.
+    let f = start(config(), Hub::new());
+    let mut s = raw_upgrade(f.addr(), "/");
+    raw_frame(&mut s, 0x01, "κόσμε".as_bytes(), true);
+    raw_frame(&mut s, 0x00, &[0xf4, 0x90, 0x80, 0x80], true);
+    assert_eq!(raw_close_code(&mut s), 1007);
+    f.next_close();
+    assert_eq!(f.server.stats().closes_with(1007), 1);
+}
+
+// ----- activity ------------------------------------------------------------
+
+#[test]
+fn pings_pongs_and_fragments_reach_on_activity_and_messages_do_not() {
+    let f = start(config(), Hub::new());
+    let mut s = raw_upgrade(f.addr(), "/");
+    let activity = || f.app.activity.load(std::sync::atomic::Ordering::SeqCst);
+    // A ping: counted before its pong is written.
+    raw_frame(&mut s, 0x89, b"1", true);
+    assert_eq!(raw_read(&mut s), Some((0xA, b"1".to_vec())));
+    assert_eq!(activity(), 1);
+    // An unsolicited pong, then a ping to synchronise on.
+    raw_frame(&mut s, 0x8A, b"", true);
+    raw_frame(&mut s, 0x89, b"2", true);
+    assert_eq!(raw_read(&mut s), Some((0xA, b"2".to_vec())));
+    assert_eq!(activity(), 3);
+    // A first fragment, then a ping.
+    raw_frame(&mut s, 0x01, b"frag", true);
+    raw_frame(&mut s, 0x89, b"3", true);
+    assert_eq!(raw_read(&mut s), Some((0xA, b"3".to_vec())));
+    assert_eq!(activity(), 5);
+    // The final fragment completes a message: on_message, not on_activity.
+    raw_frame(&mut s, 0x80, b"mented", true);
+    assert_eq!(raw_read(&mut s), Some((0x1, b"fragmented".to_vec())));
+    send_and_echo(&mut s, b"plain");
+    assert_eq!(activity(), 5);
+}
+
+/// Sends a text message and reads its echo.
+fn send_and_echo(s: &mut TcpStream, text: &[u8]) {
+    raw_frame(s, 0x81, text, true);
+    assert_eq!(raw_read(s), Some((0x1, text.to_vec())));
+}

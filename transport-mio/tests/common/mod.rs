@@ -32,9 +32,12 @@ pub const GUARD: Duration = Duration::from_secs(10);
 /// - `close CODE` → `close_with(CODE, "bye")`;
 /// - `burst N` → send `0`..`N-1` to this client from the loop thread;
 /// - `panic` → panic; anything else is echoed; binary is echoed.
+///
+/// It counts `on_activity` calls (pings, pongs, fragments).
 pub struct App {
     pub hub: Hub,
     pub opened: AtomicUsize,
+    pub activity: AtomicUsize,
     closed_tx: Mutex<Sender<String>>,
 }
 
@@ -83,6 +86,10 @@ impl Handler for App {
         } else {
             let _ = client.send_text(data);
         }
+    }
+
+    fn on_activity(&self, _client: &Client) {
+        self.activity.fetch_add(1, Ordering::SeqCst);
     }
 
     fn on_close(&self, client: &Client) {
@@ -140,6 +147,7 @@ pub fn start(config: Config, hub: Hub) -> Fixture {
     let app = Arc::new(App {
         hub,
         opened: AtomicUsize::new(0),
+        activity: AtomicUsize::new(0),
         closed_tx: Mutex::new(tx),
     });
     let server = Server::bind(config, Arc::clone(&app)).unwrap();
@@ -234,6 +242,12 @@ pub fn read_http_head(s: &mut TcpStream) -> String {
 
 /// Writes one client frame; `masked` false makes a protocol violation.
 pub fn raw_frame(s: &mut TcpStream, first: u8, payload: &[u8], masked: bool) {
+    s.write_all(&frame_bytes(first, payload, masked)).unwrap();
+}
+
+/// One client frame's bytes (`first`: FIN, RSV and opcode bits), to write
+/// several frames with one `write` (they then arrive in one read).
+pub fn frame_bytes(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
     let mut out = vec![first];
     let mask_bit = if masked { 0x80 } else { 0 };
     if payload.len() < 126 {
@@ -249,7 +263,7 @@ pub fn raw_frame(s: &mut TcpStream, first: u8, payload: &[u8], masked: bool) {
     } else {
         out.extend_from_slice(payload);
     }
-    s.write_all(&out).unwrap();
+    out
 }
 
 /// Reads one server frame: `(opcode, payload)`, or `None` at end of stream.
