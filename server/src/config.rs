@@ -41,6 +41,14 @@ pub const DEFAULT_MAX_PRESENCE_MEMBERS: usize = 100;
 /// pusher-js app with 1,000 channels works at the defaults, and one
 /// connection cannot make the server hold more than 1,000 subscriptions.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
+/// Default longest presence `user_id` (and sign-in `id`), in characters:
+/// 128, as Pusher documents.
+pub const DEFAULT_MAX_USER_ID_LENGTH: usize = 128;
+/// Default largest presence member data (`user_info` in `channel_data`, and
+/// in sign-in `user_data`), in bytes of the JSON as sent: 2 KB, as Pusher
+/// and Soketi (`maxMemberSizeInKb = 2`). With the default 100 members a
+/// presence roster frame stays under about 220 KB.
+pub const DEFAULT_MAX_MEMBER_SIZE: usize = 2 * 1024;
 
 /// What to do with a client whose outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -105,6 +113,16 @@ pub struct Cli {
     /// `pusher:subscription_error` [default: 1000].
     #[arg(long, env = "REALTIME_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
     pub max_subscriptions_per_connection: Option<usize>,
+    /// Longest presence `user_id` and sign-in `id`, in characters; longer
+    /// ones are refused (`pusher:subscription_error` `LimitReached`, or
+    /// `pusher:error` for sign-in) [default: 128].
+    #[arg(long, env = "REALTIME_MAX_USER_ID_LENGTH")]
+    pub max_user_id_length: Option<usize>,
+    /// Largest presence member data (`user_info`, in channel_data or
+    /// sign-in user_data), in bytes of its JSON; larger is refused like
+    /// --max-user-id-length [default: 2048].
+    #[arg(long, env = "REALTIME_MAX_MEMBER_SIZE")]
+    pub max_member_size: Option<usize>,
     /// Slow-consumer policy [default: drop].
     #[arg(long, env = "REALTIME_SLOW_CONSUMER", value_enum)]
     pub slow_consumer: Option<SlowConsumer>,
@@ -154,6 +172,14 @@ pub struct AppConfig {
     /// server's `max_subscriptions_per_connection`).
     #[serde(default)]
     pub max_subscriptions_per_connection: Option<usize>,
+    /// This app's longest presence `user_id` / sign-in `id`, in characters
+    /// (default: the server's `max_user_id_length`).
+    #[serde(default)]
+    pub max_user_id_length: Option<usize>,
+    /// This app's largest presence member data (`user_info`), in bytes
+    /// (default: the server's `max_member_size`).
+    #[serde(default)]
+    pub max_member_size: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -179,6 +205,8 @@ impl AppConfig {
             client_event_rate: DEFAULT_CLIENT_EVENT_RATE,
             max_presence_members: None,
             max_subscriptions_per_connection: None,
+            max_user_id_length: None,
+            max_member_size: None,
         }
     }
 
@@ -210,6 +238,10 @@ pub struct FileConfig {
     pub max_presence_members: Option<usize>,
     /// As `--max-subscriptions-per-connection` (an app's own value wins).
     pub max_subscriptions_per_connection: Option<usize>,
+    /// As `--max-user-id-length` (an app's own value wins).
+    pub max_user_id_length: Option<usize>,
+    /// As `--max-member-size` (an app's own value wins).
+    pub max_member_size: Option<usize>,
     /// As `--slow-consumer`.
     pub slow_consumer: Option<SlowConsumer>,
     /// As `--log-level`.
@@ -246,6 +278,11 @@ pub struct Settings {
     pub max_presence_members: usize,
     /// Most subscriptions per connection, unless an app says otherwise.
     pub max_subscriptions_per_connection: usize,
+    /// Longest presence `user_id` / sign-in `id` in characters, unless an
+    /// app says otherwise.
+    pub max_user_id_length: usize,
+    /// Largest presence member data in bytes, unless an app says otherwise.
+    pub max_member_size: usize,
     /// Slow-consumer policy.
     pub slow_consumer: SlowConsumer,
     /// Log filter.
@@ -274,6 +311,8 @@ impl Default for Settings {
             outbox: None,
             max_presence_members: DEFAULT_MAX_PRESENCE_MEMBERS,
             max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_user_id_length: DEFAULT_MAX_USER_ID_LENGTH,
+            max_member_size: DEFAULT_MAX_MEMBER_SIZE,
             slow_consumer: SlowConsumer::Drop,
             log_level: "info".to_owned(),
             redis: None,
@@ -299,6 +338,10 @@ pub struct ClientLimits {
     pub max_presence_members: usize,
     /// Most subscriptions per connection.
     pub max_subscriptions: usize,
+    /// Longest presence `user_id` / sign-in `id`, characters.
+    pub max_user_id_length: usize,
+    /// Largest presence member data (`user_info`), bytes.
+    pub max_member_size: usize,
 }
 
 impl Default for ClientLimits {
@@ -395,6 +438,14 @@ impl Settings {
                 .max_subscriptions_per_connection
                 .or(file.max_subscriptions_per_connection)
                 .unwrap_or(d.max_subscriptions_per_connection),
+            max_user_id_length: cli
+                .max_user_id_length
+                .or(file.max_user_id_length)
+                .unwrap_or(d.max_user_id_length),
+            max_member_size: cli
+                .max_member_size
+                .or(file.max_member_size)
+                .unwrap_or(d.max_member_size),
             slow_consumer: cli
                 .slow_consumer
                 .or(file.slow_consumer)
@@ -430,6 +481,8 @@ impl Settings {
             max_subscriptions: app
                 .max_subscriptions_per_connection
                 .unwrap_or(self.max_subscriptions_per_connection),
+            max_user_id_length: app.max_user_id_length.unwrap_or(self.max_user_id_length),
+            max_member_size: app.max_member_size.unwrap_or(self.max_member_size),
         }
     }
 
@@ -455,6 +508,12 @@ impl Settings {
             if limits.max_presence_members == 0 || limits.max_subscriptions == 0 {
                 return bad(format!(
                     "app {}: max_presence_members and max_subscriptions_per_connection must be at least 1",
+                    app.id
+                ));
+            }
+            if limits.max_user_id_length == 0 || limits.max_member_size == 0 {
+                return bad(format!(
+                    "app {}: max_user_id_length and max_member_size must be at least 1",
                     app.id
                 ));
             }
@@ -600,6 +659,25 @@ mod tests {
         assert!(!s.apps[0].client_messages);
         assert_eq!(s.apps[1].max_event_size, DEFAULT_MAX_EVENT_SIZE);
         assert!(!s.dev_app);
+    }
+
+    #[test]
+    fn member_limits_default_to_pusher_and_apps_override_the_flags() {
+        let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
+        let l = s.client_limits(&s.apps[0]);
+        assert_eq!((l.max_user_id_length, l.max_member_size), (128, 2048));
+        let file = parse_file(
+            "max_member_size = 4096\n[[apps]]\nid='1'\nkey='k'\nsecret='s'\nmax_user_id_length = 16\n\
+             [[apps]]\nid='2'\nkey='k2'\nsecret='s'\nmax_member_size = 100\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["x", "--max-user-id-length", "64"]).unwrap();
+        let s = Settings::resolve(&cli, file).unwrap();
+        let (a, b) = (s.client_limits(&s.apps[0]), s.client_limits(&s.apps[1]));
+        assert_eq!((a.max_user_id_length, a.max_member_size), (16, 4096));
+        assert_eq!((b.max_user_id_length, b.max_member_size), (64, 100));
+        let cli = Cli::try_parse_from(["x", "--max-member-size", "0"]).unwrap();
+        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
     }
 
     #[test]
