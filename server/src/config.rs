@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
-/// Development app id, used when no app is configured.
-pub const DEV_APP_ID: &str = "app-id";
+/// Development app id, used when no app is configured. Numeric, as Pusher
+/// app ids are: the official Python server SDK refuses any other id before
+/// it sends a request (issue #12).
+pub const DEV_APP_ID: &str = "1";
 /// Development app key.
 pub const DEV_APP_KEY: &str = "app-key";
 /// Development app secret.
@@ -678,6 +680,12 @@ mod tests {
         assert_eq!((b.max_user_id_length, b.max_member_size), (64, 100));
         let cli = Cli::try_parse_from(["x", "--max-member-size", "0"]).unwrap();
         assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn the_development_app_id_is_numeric_as_pusher_sdks_require() {
+        assert!(DEV_APP_ID.bytes().all(|b| b.is_ascii_digit()));
+        assert!(!DEV_APP_ID.is_empty());
     }
 
     #[test]
