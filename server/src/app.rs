@@ -77,6 +77,100 @@ pub fn parse_channel_data(text: &str) -> Option<ChannelData> {
     })
 }
 
+/// Parses sign-in `user_data`: a JSON object with a non-empty string or
+/// number `id` and any `user_info` (kept as sent), as a [`ChannelData`]
+/// (`user_id` is the `id`).
+pub fn parse_user_data(text: &str) -> Option<ChannelData> {
+    #[derive(Deserialize)]
+    struct RawUserData<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+        #[serde(borrow, default)]
+        user_info: Option<&'a RawValue>,
+    }
+    let raw: RawUserData<'_> = serde_json::from_str(text).ok()?;
+    let id = match serde_json::from_str::<serde_json::Value>(raw.id.get()).ok()? {
+        serde_json::Value::String(s) if !s.is_empty() => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    Some(ChannelData {
+        user_id: id,
+        user_info: raw
+            .user_info
+            .map(|r| r.get().to_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// A presence identity over one of the app's member limits (R35).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberLimit {
+    /// `user_id` (or sign-in `id`) longer than `max_user_id_length`.
+    UserIdLength {
+        /// Its length, in characters.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// `user_info` larger than `max_member_size`.
+    MemberSize {
+        /// Its size, in bytes of the JSON as sent.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl MemberLimit {
+    /// The limit's configuration name, which is also its counter label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::UserIdLength { .. } => "max_user_id_length",
+            Self::MemberSize { .. } => "max_member_size",
+        }
+    }
+}
+
+impl std::fmt::Display for MemberLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::UserIdLength { len, limit } => write!(
+                f,
+                "user_id is {len} characters long: at most {limit} are allowed (max_user_id_length)"
+            ),
+            Self::MemberSize { len, limit } => write!(
+                f,
+                "user_info is {len} bytes: presence member data is at most {limit} bytes (max_member_size)"
+            ),
+        }
+    }
+}
+
+/// Checks a presence identity against `limits`: the user id in characters,
+/// `user_info` in bytes of its JSON as sent (what rosters carry byte for
+/// byte, R10).
+///
+/// # Errors
+///
+/// The first limit the identity is over.
+pub fn check_member(limits: &ClientLimits, member: &ChannelData) -> Result<(), MemberLimit> {
+    let len = member.user_id.chars().count();
+    if len > limits.max_user_id_length {
+        return Err(MemberLimit::UserIdLength {
+            len,
+            limit: limits.max_user_id_length,
+        });
+    }
+    if member.user_info.len() > limits.max_member_size {
+        return Err(MemberLimit::MemberSize {
+            len: member.user_info.len(),
+            limit: limits.max_member_size,
+        });
+    }
+    Ok(())
+}
+
 /// The authorizer of one app: checks Pusher subscription signatures.
 fn authorize(key: &str, secret: &str, req: &AuthRequest) -> AuthResult {
     let Ok(p) = serde_json::from_slice::<SubscribeParams>(&req.params) else {
@@ -102,6 +196,9 @@ fn authorize(key: &str, secret: &str, req: &AuthRequest) -> AuthResult {
 /// One app: configuration, Hub, connections.
 pub struct App {
     config: AppConfig,
+    /// The resolved limits of this app's clients (server-wide values with
+    /// the app's own applied).
+    limits: ClientLimits,
     hub: Hub,
     /// Connections by Hub client number.
     conns: DashMap<u64, Arc<Connection>>,
@@ -159,6 +256,7 @@ impl App {
         };
         Self {
             config,
+            limits,
             hub,
             conns: DashMap::new(),
             sockets: DashMap::new(),
@@ -175,6 +273,11 @@ impl App {
     /// The configuration.
     pub fn config(&self) -> &AppConfig {
         &self.config
+    }
+
+    /// The limits this app's clients run with (R35).
+    pub fn limits(&self) -> &ClientLimits {
+        &self.limits
     }
 
     /// The app id.
@@ -284,5 +387,41 @@ mod tests {
         assert!(parse_channel_data(r#"{"user_id":""}"#).is_none());
         assert!(parse_channel_data(r#"{"user_id":[1]}"#).is_none());
         assert!(parse_channel_data("nope").is_none());
+    }
+
+    #[test]
+    fn user_data_keeps_info_verbatim_and_needs_an_id() {
+        let u = parse_user_data(r#"{"id":"u1","user_info":{"n":  1},"watchlist":[]}"#).unwrap();
+        assert_eq!(
+            (u.user_id.as_str(), u.user_info.as_str()),
+            ("u1", r#"{"n":  1}"#)
+        );
+        assert_eq!(parse_user_data(r#"{"id":42}"#).unwrap().user_id, "42");
+        assert!(parse_user_data(r#"{"id":""}"#).is_none());
+        assert!(parse_user_data(r#"{"user_info":{}}"#).is_none());
+    }
+
+    #[test]
+    fn member_limits_count_id_characters_and_info_bytes() {
+        let limits = ClientLimits {
+            max_user_id_length: 3,
+            max_member_size: 4,
+            ..ClientLimits::default()
+        };
+        let m = |id: &str, info: &str| ChannelData {
+            user_id: id.into(),
+            user_info: info.into(),
+        };
+        assert_eq!(
+            check_member(&limits, &m("ééé", "[1,2]"))
+                .unwrap_err()
+                .name(),
+            "max_member_size"
+        );
+        assert!(check_member(&limits, &m("ééé", "[12]")).is_ok());
+        assert_eq!(
+            check_member(&limits, &m("abcd", "")),
+            Err(MemberLimit::UserIdLength { len: 4, limit: 3 })
+        );
     }
 }

@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
-/// Development app id, used when no app is configured.
-pub const DEV_APP_ID: &str = "app-id";
+/// Development app id, used when no app is configured. Numeric, as Pusher
+/// app ids are: the official Python server SDK refuses any other id before
+/// it sends a request (issue #12).
+pub const DEV_APP_ID: &str = "1";
 /// Development app key.
 pub const DEV_APP_KEY: &str = "app-key";
 /// Development app secret.
@@ -51,6 +53,14 @@ pub const DEFAULT_SILENT_TIMEOUT: u64 = 5;
 /// clients can make it hold (about 0.13 GB at the measured cost of a
 /// one-member channel, BENCHMARKS.md).
 pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
+/// Default longest presence `user_id` (and sign-in `id`), in characters:
+/// 128, as Pusher documents.
+pub const DEFAULT_MAX_USER_ID_LENGTH: usize = 128;
+/// Default largest presence member data (`user_info` in `channel_data`, and
+/// in sign-in `user_data`), in bytes of the JSON as sent: 2 KB, as Pusher
+/// and Soketi (`maxMemberSizeInKb = 2`). With the default 100 members a
+/// presence roster frame stays under about 220 KB.
+pub const DEFAULT_MAX_MEMBER_SIZE: usize = 2 * 1024;
 
 /// What to do with a client whose outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -135,6 +145,16 @@ pub struct Cli {
     /// its own that the main port's caps do not fill [default: none].
     #[arg(long, env = "REALTIME_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// Longest presence `user_id` and sign-in `id`, in characters; longer
+    /// ones are refused (`pusher:subscription_error` `LimitReached`, or
+    /// `pusher:error` for sign-in) [default: 128].
+    #[arg(long, env = "REALTIME_MAX_USER_ID_LENGTH")]
+    pub max_user_id_length: Option<usize>,
+    /// Largest presence member data (`user_info`, in channel_data or
+    /// sign-in user_data), in bytes of its JSON; larger is refused like
+    /// --max-user-id-length [default: 2048].
+    #[arg(long, env = "REALTIME_MAX_MEMBER_SIZE")]
+    pub max_member_size: Option<usize>,
     /// Slow-consumer policy [default: drop].
     #[arg(long, env = "REALTIME_SLOW_CONSUMER", value_enum)]
     pub slow_consumer: Option<SlowConsumer>,
@@ -187,6 +207,14 @@ pub struct AppConfig {
     /// This app's channel limit (default: the server's `max_channels`).
     #[serde(default)]
     pub max_channels: Option<usize>,
+    /// This app's longest presence `user_id` / sign-in `id`, in characters
+    /// (default: the server's `max_user_id_length`).
+    #[serde(default)]
+    pub max_user_id_length: Option<usize>,
+    /// This app's largest presence member data (`user_info`), in bytes
+    /// (default: the server's `max_member_size`).
+    #[serde(default)]
+    pub max_member_size: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -213,6 +241,8 @@ impl AppConfig {
             max_presence_members: None,
             max_subscriptions_per_connection: None,
             max_channels: None,
+            max_user_id_length: None,
+            max_member_size: None,
         }
     }
 
@@ -254,6 +284,10 @@ pub struct FileConfig {
     pub silent_timeout: Option<u64>,
     /// As `--metrics-bind`.
     pub metrics_bind: Option<SocketAddr>,
+    /// As `--max-user-id-length` (an app's own value wins).
+    pub max_user_id_length: Option<usize>,
+    /// As `--max-member-size` (an app's own value wins).
+    pub max_member_size: Option<usize>,
     /// As `--slow-consumer`.
     pub slow_consumer: Option<SlowConsumer>,
     /// As `--log-level`.
@@ -300,6 +334,11 @@ pub struct Settings {
     pub silent_timeout: u64,
     /// A second listener for `/up` and `/metrics`.
     pub metrics_bind: Option<SocketAddr>,
+    /// Longest presence `user_id` / sign-in `id` in characters, unless an
+    /// app says otherwise.
+    pub max_user_id_length: usize,
+    /// Largest presence member data in bytes, unless an app says otherwise.
+    pub max_member_size: usize,
     /// Slow-consumer policy.
     pub slow_consumer: SlowConsumer,
     /// Log filter.
@@ -333,6 +372,8 @@ impl Default for Settings {
             max_connections_per_ip: 0,
             silent_timeout: DEFAULT_SILENT_TIMEOUT,
             metrics_bind: None,
+            max_user_id_length: DEFAULT_MAX_USER_ID_LENGTH,
+            max_member_size: DEFAULT_MAX_MEMBER_SIZE,
             slow_consumer: SlowConsumer::Drop,
             log_level: "info".to_owned(),
             redis: None,
@@ -360,6 +401,10 @@ pub struct ClientLimits {
     pub max_subscriptions: usize,
     /// Most channels of the app.
     pub max_channels: usize,
+    /// Longest presence `user_id` / sign-in `id`, characters.
+    pub max_user_id_length: usize,
+    /// Largest presence member data (`user_info`), bytes.
+    pub max_member_size: usize,
 }
 
 impl Default for ClientLimits {
@@ -473,6 +518,14 @@ impl Settings {
                 .or(file.silent_timeout)
                 .unwrap_or(d.silent_timeout),
             metrics_bind: cli.metrics_bind.or(file.metrics_bind),
+            max_user_id_length: cli
+                .max_user_id_length
+                .or(file.max_user_id_length)
+                .unwrap_or(d.max_user_id_length),
+            max_member_size: cli
+                .max_member_size
+                .or(file.max_member_size)
+                .unwrap_or(d.max_member_size),
             slow_consumer: cli
                 .slow_consumer
                 .or(file.slow_consumer)
@@ -509,6 +562,8 @@ impl Settings {
                 .max_subscriptions_per_connection
                 .unwrap_or(self.max_subscriptions_per_connection),
             max_channels: app.max_channels.unwrap_or(self.max_channels),
+            max_user_id_length: app.max_user_id_length.unwrap_or(self.max_user_id_length),
+            max_member_size: app.max_member_size.unwrap_or(self.max_member_size),
         }
     }
 
@@ -543,6 +598,12 @@ impl Settings {
             {
                 return bad(format!(
                     "app {}: max_presence_members, max_subscriptions_per_connection and max_channels must be at least 1",
+                    app.id
+                ));
+            }
+            if limits.max_user_id_length == 0 || limits.max_member_size == 0 {
+                return bad(format!(
+                    "app {}: max_user_id_length and max_member_size must be at least 1",
                     app.id
                 ));
             }
@@ -688,6 +749,31 @@ mod tests {
         assert!(!s.apps[0].client_messages);
         assert_eq!(s.apps[1].max_event_size, DEFAULT_MAX_EVENT_SIZE);
         assert!(!s.dev_app);
+    }
+
+    #[test]
+    fn member_limits_default_to_pusher_and_apps_override_the_flags() {
+        let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
+        let l = s.client_limits(&s.apps[0]);
+        assert_eq!((l.max_user_id_length, l.max_member_size), (128, 2048));
+        let file = parse_file(
+            "max_member_size = 4096\n[[apps]]\nid='1'\nkey='k'\nsecret='s'\nmax_user_id_length = 16\n\
+             [[apps]]\nid='2'\nkey='k2'\nsecret='s'\nmax_member_size = 100\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["x", "--max-user-id-length", "64"]).unwrap();
+        let s = Settings::resolve(&cli, file).unwrap();
+        let (a, b) = (s.client_limits(&s.apps[0]), s.client_limits(&s.apps[1]));
+        assert_eq!((a.max_user_id_length, a.max_member_size), (16, 4096));
+        assert_eq!((b.max_user_id_length, b.max_member_size), (64, 100));
+        let cli = Cli::try_parse_from(["x", "--max-member-size", "0"]).unwrap();
+        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn the_development_app_id_is_numeric_as_pusher_sdks_require() {
+        assert!(DEV_APP_ID.bytes().all(|b| b.is_ascii_digit()));
+        assert!(!DEV_APP_ID.is_empty());
     }
 
     #[test]

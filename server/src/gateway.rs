@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use realtime::{Client, Error as HubError, Frame};
 
-use crate::app::{parse_channel_data, App, SubscribeParams};
+use crate::app::{
+    check_member, parse_channel_data, parse_user_data, App, MemberLimit, SubscribeParams,
+};
 use crate::auth;
 use crate::channel::{self, ChannelKind};
 use crate::cluster::ClusterRoster;
@@ -406,6 +408,26 @@ impl Gateway {
         self.handle_message_at(client, data, Instant::now());
     }
 
+    /// Handles one inbound binary message of `client`: the Pusher protocol
+    /// is JSON text, so it is answered with a `pusher:error` (code `null`),
+    /// counted and logged; the connection stays open, and the message
+    /// counts as activity like any other.
+    pub fn handle_binary(&self, client: &Client, len: usize) {
+        metrics::inc(&self.metrics.messages_in);
+        metrics::add(&self.metrics.bytes_in, len as u64);
+        let Some(conn) = self.connection(client) else {
+            return;
+        };
+        conn.touch(self.clock(Instant::now()));
+        metrics::inc(&self.metrics.binary_messages);
+        tracing::debug!(socket_id = conn.socket_id(), len, "binary message refused");
+        self.send_error(
+            client,
+            "Binary messages are not supported: the Pusher protocol is JSON text frames",
+            None,
+        );
+    }
+
     /// [`Gateway::handle_message`] at a given time.
     pub fn handle_message_at(&self, client: &Client, data: &[u8], now: Instant) {
         metrics::inc(&self.metrics.messages_in);
@@ -529,6 +551,13 @@ impl Gateway {
                             400,
                         );
                     };
+                    // A repeated subscribe keeps the first identity (R6):
+                    // only a new member is checked against the limits.
+                    if conn.subscription(channel).is_none() {
+                        if let Err(over) = check_member(app.limits(), &cd) {
+                            return self.member_refused(conn, channel, over);
+                        }
+                    }
                     user_id = Some(cd.user_id);
                 }
                 let params = SubscribeParams {
@@ -627,15 +656,28 @@ impl Gateway {
         }
     }
 
+    /// Refuses a presence subscribe whose member is over a limit:
+    /// `pusher:subscription_error` `LimitReached` with status 4301 (as
+    /// Soketi answers an oversized member), a counter, a log line.
+    fn member_refused(&self, conn: &Connection, channel: &str, over: MemberLimit) {
+        self.metrics.limit_refusals.inc(over.name());
+        tracing::info!(
+            socket_id = conn.socket_id(),
+            channel,
+            limit = over.name(),
+            "subscription refused: {over}"
+        );
+        self.subscription_error(
+            conn,
+            channel,
+            "LimitReached",
+            &format!("Presence member refused: {over}"),
+            code::OVER_LIMIT,
+        );
+    }
+
     fn signin(&self, app: &Arc<App>, conn: &Connection, auth: &str, user_data: &str) {
-        let id = serde_json::from_str::<serde_json::Value>(user_data)
-            .ok()
-            .and_then(|v| match v.get("id") {
-                Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            });
-        let Some(id) = id else {
+        let Some(user) = parse_user_data(user_data) else {
             self.send_error(
                 conn.client(),
                 "user_data must be JSON with a non-empty id",
@@ -643,6 +685,23 @@ impl Gateway {
             );
             return;
         };
+        // Bounded like a presence member: the id is held in the user
+        // tables and `user_info` is what a presence roster would carry.
+        if let Err(over) = check_member(app.limits(), &user) {
+            self.metrics.limit_refusals.inc(over.name());
+            tracing::info!(
+                socket_id = conn.socket_id(),
+                limit = over.name(),
+                "sign-in refused: {over}"
+            );
+            self.send_error(
+                conn.client(),
+                &format!("Sign-in refused: {over}"),
+                Some(code::OVER_LIMIT),
+            );
+            return;
+        }
+        let id = user.user_id;
         let c = app.config();
         let message = auth::user_string(conn.socket_id(), user_data);
         if let Err(e) = auth::verify_token(&c.key, &c.secret, auth, &message) {

@@ -51,9 +51,11 @@ impl Handler for PusherHandler {
         }
     }
 
-    fn on_message(&self, client: &Client, _kind: MessageType, data: Bytes) {
-        // Binary messages go through the same UTF-8 check and get an error.
-        self.gateway.handle_message(client, &data);
+    fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
+        match kind {
+            MessageType::Text => self.gateway.handle_message(client, &data),
+            MessageType::Binary => self.gateway.handle_binary(client, data.len()),
+        }
     }
 
     fn on_activity(&self, client: &Client) {

@@ -388,7 +388,9 @@ impl Gateway {
     }
 
     fn route(&self, req: &HttpRequest<'_>, body: &[u8], now_unix: u64) -> ApiResult {
-        let get = req.method.eq_ignore_ascii_case("GET");
+        // HEAD is served wherever GET is (RFC 9110 §9.3.2): same status and
+        // headers; the transport writes no body for it.
+        let get = req.method.eq_ignore_ascii_case("GET") || req.method.eq_ignore_ascii_case("HEAD");
         let post = req.method.eq_ignore_ascii_case("POST");
         match req.path {
             "/up" | "/up/" => {

@@ -51,6 +51,17 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    for app in &settings.apps {
+        if !app.id.bytes().all(|b| b.is_ascii_digit()) {
+            // Allowed (the Node SDK and pusher-js do not mind), but the
+            // official Python SDK refuses such an app before it sends a
+            // request: say so now rather than in someone's backend later.
+            tracing::warn!(
+                app = %app.id,
+                "app id is not numeric: Pusher app ids are, and some official server SDKs (Python) refuse others"
+            );
+        }
+    }
 
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,

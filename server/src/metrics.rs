@@ -59,6 +59,8 @@ pub struct Metrics {
     pub dropped_frames_closed: AtomicU64,
     /// Events the bus could not deliver.
     pub bus_errors: AtomicU64,
+    /// Binary WebSocket messages refused (the protocol is JSON text).
+    pub binary_messages: AtomicU64,
     /// Disconnects by reason.
     pub disconnects: Labelled,
     /// Refused upgrades by Pusher code.
@@ -68,7 +70,8 @@ pub struct Metrics {
     /// HTTP requests by status.
     pub http: Labelled,
     /// Requests refused at a configured limit, by limit
-    /// (`max_presence_members`, `max_subscriptions_per_connection`).
+    /// (`max_presence_members`, `max_subscriptions_per_connection`,
+    /// `max_user_id_length`, `max_member_size`).
     pub limit_refusals: Labelled,
 }
 
@@ -215,6 +218,12 @@ impl Metrics {
             "counter",
             "Events the broadcasting bus refused.",
             get(&self.bus_errors),
+        );
+        o.one(
+            "realtime_binary_messages_refused_total",
+            "counter",
+            "Binary WebSocket messages answered with pusher:error (the protocol is JSON text).",
+            get(&self.binary_messages),
         );
         o.labelled(
             "realtime_disconnects_total",

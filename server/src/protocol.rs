@@ -38,6 +38,10 @@ pub mod code {
     pub const INACTIVITY: u16 = 4202;
     /// Client event rate limit exceeded.
     pub const CLIENT_EVENT_RATE_LIMIT: u16 = 4301;
+    /// A presence member or sign-in over a size limit (`max_user_id_length`,
+    /// `max_member_size`): the 4300 range ("other"), as Soketi answers an
+    /// oversized member. Retrying the same request cannot succeed.
+    pub const OVER_LIMIT: u16 = 4301;
 }
 
 /// The protocol version this server speaks.

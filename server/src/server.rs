@@ -230,6 +230,18 @@ pub fn start_with(gateway: Arc<Gateway>, settings: &Settings) -> std::io::Result
                 s.rejected_over_capacity,
             ),
             (
+                "realtime_transport_handshake_timeouts_total",
+                "Sockets dropped because no complete HTTP request arrived in time (sockets that never speak).",
+                "counter",
+                s.handshake_timeouts,
+            ),
+            (
+                "realtime_transport_handshake_failures_total",
+                "Malformed HTTP requests and WebSocket handshakes answered with a 4xx by the transport.",
+                "counter",
+                s.handshake_failures,
+            ),
+            (
                 "realtime_transport_idle_timeouts_total",
                 "Connections closed for idleness.",
                 "counter",

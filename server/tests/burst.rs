@@ -115,13 +115,6 @@ fn publish(addr: SocketAddr, channel: &str, name: &str, data: &str) {
     );
 }
 
-fn count(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack
-        .windows(needle.len())
-        .filter(|w| w == &needle)
-        .count()
-}
-
 fn user_id(data: &Value) -> String {
     match &data["user_id"] {
         Value::String(s) => s.clone(),
@@ -322,6 +315,10 @@ fn five_hundred_members_leaving_at_once_close_no_reading_member_and_rosters_stay
                     r.apply(&f, ch);
                 }
                 assert_eq!(r.roster, readers_ids);
+                // Handed back open: a reader that closed now would send
+                // its own member_removed, which may overtake the marker's
+                // fan-out to readers later in the channel's slots.
+                r
             })
         })
         .collect();
@@ -350,14 +347,16 @@ fn five_hundred_members_leaving_at_once_close_no_reading_member_and_rosters_stay
     for _ in 0..20 {
         go_tx.send(()).unwrap();
     }
-    for t in threads {
-        t.join().expect("a reader failed");
-    }
+    let readers: Vec<Reader> = threads
+        .into_iter()
+        .map(|t| t.join().expect("a reader failed"))
+        .collect();
     let metrics = server.gateway().render_metrics();
     assert!(
         metrics.contains("realtime_transport_slow_consumer_disconnects_total 0"),
         "{metrics}"
     );
+    drop(readers);
     server.shutdown();
 }
 

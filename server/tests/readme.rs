@@ -17,4 +17,9 @@ fn readme_toml_example_parses_and_resolves() {
     assert_eq!(settings.apps[0].key, "key1");
     assert_eq!(settings.apps[0].max_connections, Some(1000));
     assert_eq!(settings.activity_timeout, 120);
+    let limits = settings.client_limits(&settings.apps[0]);
+    assert_eq!(
+        (limits.max_user_id_length, limits.max_member_size),
+        (128, 2048)
+    );
 }

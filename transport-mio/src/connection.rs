@@ -560,7 +560,7 @@ impl Connection {
                                 Counters::add(&ctx.shared.counters.refused_before_body, 1);
                                 Counters::add(&ctx.shared.counters.http_requests, 1);
                                 h.buf = Vec::new();
-                                self.respond(&response, false, ctx);
+                                self.respond(&response, false, head.request.method == "HEAD", ctx);
                                 continue;
                             }
                         }
@@ -576,7 +576,7 @@ impl Connection {
                             h.buf = Vec::new();
                             let response = HttpResponse::text(503, "server busy: request bodies in flight exceed max_http_buffer; retry\n")
                                 .header("Retry-After", "1");
-                            self.respond(&response, false, ctx);
+                            self.respond(&response, false, head.request.method == "HEAD", ctx);
                             continue;
                         }
                         if head.chunked {
@@ -650,17 +650,30 @@ impl Connection {
     /// Answers a request that cannot be served, and closes.
     fn fail(&mut self, e: HttpError, ctx: &mut LoopCtx) {
         Counters::add(&ctx.shared.counters.handshake_failures, 1);
+        let mut head_only = false;
         if let Phase::Http(h) = &self.phase {
             tracing::debug!(peer = %h.peer, status = e.status, what = e.what, "bad request");
+            // The request may not have parsed; its method is its first token.
+            head_only = http::is_head_request(&h.buf);
         }
-        self.respond(&e.response(), false, ctx);
+        self.respond(&e.response(), false, head_only, ctx);
     }
 
     /// Queues a response; without keep-alive the connection starts closing.
-    fn respond(&mut self, response: &HttpResponse, keep_alive: bool, ctx: &mut LoopCtx) {
+    /// The answer to a `HEAD` request (`head_only`) is the head alone: its
+    /// `Content-Length` is that of the body it would carry, and no body
+    /// byte is written, so a keep-alive peer reads the next response where
+    /// it expects it.
+    fn respond(
+        &mut self,
+        response: &HttpResponse,
+        keep_alive: bool,
+        head_only: bool,
+        ctx: &mut LoopCtx,
+    ) {
         let keep_alive = keep_alive && !ctx.stopping;
         self.pending.push_back(response.encode_head(keep_alive));
-        if !response.body.is_empty() {
+        if !response.body.is_empty() && !head_only {
             self.pending.push_back(response.body.clone());
         }
         match &mut self.phase {
@@ -700,7 +713,8 @@ impl Connection {
         let handler = &ctx.handler;
         let response = guarded("on_http", || handler.on_http(&head.request, body))
             .unwrap_or_else(|| HttpResponse::text(500, "internal error\n"));
-        self.respond(&response, head.keep_alive, ctx);
+        let head_only = head.request.method == "HEAD";
+        self.respond(&response, head.keep_alive, head_only, ctx);
     }
 
     /// Handles a WebSocket upgrade request.
@@ -710,14 +724,19 @@ impl Connection {
             Err(e) => return self.fail(e, ctx),
         };
         if ctx.stopping {
-            return self.respond(&HttpResponse::text(503, "shutting down\n"), false, ctx);
+            return self.respond(
+                &HttpResponse::text(503, "shutting down\n"),
+                false,
+                false,
+                ctx,
+            );
         }
         if !ctx.global.reserve() {
             Counters::add(&ctx.shared.counters.rejected_over_capacity, 1);
             tracing::debug!(peer = %head.request.peer, "over capacity: 503");
             let response =
                 HttpResponse::text(503, "server at capacity\n").header("Retry-After", "5");
-            return self.respond(&response, false, ctx);
+            return self.respond(&response, false, false, ctx);
         }
         let handler = &ctx.handler;
         let decision = guarded("on_upgrade", || handler.on_upgrade(&head.request));
@@ -726,7 +745,7 @@ impl Connection {
             Some(Upgrade::Reject(response)) => {
                 ctx.global.release();
                 Counters::add(&ctx.shared.counters.refused, 1);
-                return self.respond(&response, false, ctx);
+                return self.respond(&response, false, false, ctx);
             }
             Some(Upgrade::Refuse {
                 frames,
@@ -745,7 +764,12 @@ impl Connection {
             }
             None => {
                 ctx.global.release();
-                return self.respond(&HttpResponse::text(500, "internal error\n"), false, ctx);
+                return self.respond(
+                    &HttpResponse::text(500, "internal error\n"),
+                    false,
+                    false,
+                    ctx,
+                );
             }
         };
         let transport = Arc::new(ConnTransport {
@@ -757,7 +781,7 @@ impl Connection {
             Err(e) => {
                 ctx.global.release();
                 tracing::debug!(error = %e, "attach failed: 503");
-                return self.respond(&HttpResponse::text(503, "unavailable\n"), false, ctx);
+                return self.respond(&HttpResponse::text(503, "unavailable\n"), false, false, ctx);
             }
         };
         let Phase::Http(h) = &mut self.phase else {

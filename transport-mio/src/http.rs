@@ -14,6 +14,17 @@
 //! Error responses always close. Request bodies come with
 //! `Content-Length` or `Transfer-Encoding: chunked` ([`Chunked`],
 //! bounded by the same body limit); both at once is refused (400).
+//!
+//! `Content-Length` is strict (RFC 9110 §8.6): one or more ASCII digits and
+//! nothing else. `+3`, `-1`, `0x10`, `3 3`, `3,3`, an empty value or a number
+//! that does not fit a `usize` is 400, and so are two `Content-Length`
+//! headers that disagree: a proxy in front that reads such a header
+//! differently would otherwise see another request boundary than ours
+//! (request smuggling). Identical repeats are one value.
+//!
+//! `HEAD` requests get the head of the response the handler returns (its
+//! `Content-Length` included) and never a body byte (see
+//! [`is_head_request`]).
 
 use std::net::SocketAddr;
 
@@ -335,10 +346,7 @@ pub(crate) fn parse_head(
     let mut chunked = false;
     for (k, v) in &request.headers {
         if k.eq_ignore_ascii_case("content-length") {
-            let n: usize = v
-                .trim()
-                .parse()
-                .map_err(|_| HttpError::new(400, "bad Content-Length"))?;
+            let n = parse_content_length(v)?;
             if body_len.is_some_and(|m| m != n) {
                 return Err(HttpError::new(400, "conflicting Content-Length"));
             }
@@ -374,6 +382,29 @@ pub(crate) fn parse_head(
         keep_alive,
         upgrade,
     }))
+}
+
+/// Parses a `Content-Length` value: 1*DIGIT, surrounded by optional
+/// whitespace only (see the module docs).
+fn parse_content_length(value: &str) -> Result<usize, HttpError> {
+    let digits = value.trim_matches([' ', '\t']);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HttpError::new(
+            400,
+            "bad Content-Length: digits only (no sign, no list)",
+        ));
+    }
+    // Only digits: the one failure left is a value too large for usize.
+    digits
+        .parse()
+        .map_err(|_| HttpError::new(400, "bad Content-Length: out of range"))
+}
+
+/// Whether the request at the start of `buf` is a `HEAD` request (methods
+/// are case-sensitive; only the first token is looked at, so this holds
+/// for a request that does not parse).
+pub(crate) fn is_head_request(buf: &[u8]) -> bool {
+    buf.starts_with(b"HEAD ")
 }
 
 /// Decodes a `chunked` body from the start of `buf` (the bytes after the
@@ -554,6 +585,58 @@ mod tests {
                 .status,
             400
         );
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        let with = |v: &str| {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {v}\r\n\r\n");
+            parse_head(raw.as_bytes(), peer(), 1024).map(|h| h.map(|h| h.body_len))
+        };
+        assert_eq!(with("3").unwrap(), Some(3));
+        assert_eq!(with("003").unwrap(), Some(3));
+        assert_eq!(with("0").unwrap(), Some(0));
+        for bad in [
+            "+3",
+            "-3",
+            "3 3",
+            "3,3",
+            "3, 3",
+            "0x10",
+            "3.0",
+            "1e2",
+            "\u{661}",
+            "99999999999999999999999999",
+        ] {
+            assert_eq!(
+                with(bad).unwrap_err().status,
+                400,
+                "Content-Length: {bad:?}"
+            );
+        }
+        // An empty value.
+        let raw = b"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 1024).unwrap_err().status, 400);
+        let raw = b"POST / HTTP/1.1\r\nContent-Length:   \r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 1024).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn repeated_content_length_must_agree() {
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 1024).unwrap_err().status, 400);
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 1024).unwrap().unwrap().body_len, 3);
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: +3\r\n\r\n";
+        assert_eq!(parse_head(raw, peer(), 1024).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn head_requests_are_recognised_by_their_method_token() {
+        assert!(is_head_request(b"HEAD /up HTTP/1.1\r\n"));
+        assert!(!is_head_request(b"GET /up HTTP/1.1\r\n"));
+        assert!(!is_head_request(b"head /up HTTP/1.1\r\n"));
+        assert!(!is_head_request(b"HEADER / HTTP/1.1\r\n"));
     }
 
     #[test]

@@ -54,7 +54,8 @@ struct Args {
     /// Server port.
     #[arg(long, default_value_t = 6001)]
     port: u16,
-    #[arg(long, default_value = "app-id")]
+    /// App id (the server's development app is `1`).
+    #[arg(long, default_value = "1")]
     app_id: String,
     #[arg(long, default_value = "app-key")]
     app_key: String,
