@@ -71,7 +71,10 @@ pub(crate) struct Sub {
     pub(crate) channel: Arc<Channel>,
     pub(crate) slot: usize,
     /// For presence channels: the roster key and the member it joined as.
-    pub(crate) presence: Option<(RosterKey, Member)>,
+    /// Boxed: most subscriptions are not presence ones, and the inline
+    /// pair would make every entry of every client's table ~90 bytes
+    /// larger (measured: ~350 B per idle subscribed connection).
+    pub(crate) presence: Option<Box<(RosterKey, Member)>>,
 }
 
 pub(crate) struct ClientShared {

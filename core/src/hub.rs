@@ -810,7 +810,7 @@ impl HubInner {
                         });
                         self.fire(name, true, member, client.id());
                     }
-                    presence = Some((key, member.clone()));
+                    presence = Some(Box::new((key, member.clone())));
                     subs.insert(
                         Arc::clone(&ch.name),
                         Sub {
@@ -874,7 +874,7 @@ impl HubInner {
         state.remove(&ch.slots, sub.slot);
         // Relaxed: a statistic.
         ch.count.store(state.members, Ordering::Relaxed);
-        if let Some((key, _)) = &sub.presence {
+        if let Some((key, _)) = sub.presence.as_deref() {
             let gone = state.roster.as_mut().and_then(|r| r.leave(key));
             if let Some(member) = gone {
                 if !self.closed.load(Ordering::SeqCst) {
