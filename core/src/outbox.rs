@@ -69,7 +69,7 @@
 //! tail index and `is_empty` loading head and tail with SeqCst
 //! (crossbeam-queue 0.3); the loom stand-in in `sync` keeps the same
 //! orderings, and the model `loom_wakeup.rs` checks the protocol. The byte
-//! accounting takes no part in it (`loom_overflow.rs` models the bound).
+//! accounting takes no part in it (`loom_bytes.rs` models the bound).
 
 use crate::message::Frame;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -138,12 +138,28 @@ impl Outbox {
         let cost = frame.wire_len() as u64;
         // Relaxed: accounting only (module docs); the queue's own SeqCst
         // push below is what the wake-up protocol relies on.
+        #[cfg(not(any(loom_mutant = "reserve_not_atomic", loom_mutant = "account_after_push")))]
         let before = self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
+        // Mutant `reserve_not_atomic` (loom_bytes.rs): the reservation is a
+        // load and a store, so a racing push's bytes are lost from the count.
+        #[cfg(loom_mutant = "reserve_not_atomic")]
+        let before = {
+            let before = self.queued.load(Ordering::Relaxed);
+            self.queued
+                .store(before + (ONE_FRAME | cost), Ordering::Relaxed);
+            before
+        };
+        // Mutant `account_after_push` (loom_bytes.rs): the bound is checked
+        // with a load and the bytes are added after the frame is queued; the
+        // drainer can pop and release them first, `queued` wraps below zero
+        // and the next producer finds a client that keeps up hopelessly slow.
+        #[cfg(loom_mutant = "account_after_push")]
+        let before = self.queued.load(Ordering::Relaxed);
         let owed = (before & BYTE_MASK) + self.unsent.load(Ordering::Relaxed);
         #[cfg(not(loom_mutant = "bound_ignores_unsent"))]
         let over = owed != 0
             && (owed + cost > self.limit_bytes || (before >> BYTE_BITS) >= self.limit_frames);
-        // Mutant `bound_ignores_unsent` (loom_overflow.rs): the bound counts
+        // Mutant `bound_ignores_unsent` (loom_bytes.rs): the bound counts
         // only what is queued, so bytes the socket refused do not count and
         // a client that stopped reading is never found slow.
         #[cfg(loom_mutant = "bound_ignores_unsent")]
@@ -151,10 +167,13 @@ impl Outbox {
             && ((before & BYTE_MASK) + cost > self.limit_bytes
                 || (before >> BYTE_BITS) >= self.limit_frames);
         if over {
+            #[cfg(not(loom_mutant = "account_after_push"))]
             self.queued.fetch_sub(ONE_FRAME | cost, Ordering::Relaxed);
             return Err(frame);
         }
         self.queue.push(frame);
+        #[cfg(loom_mutant = "account_after_push")]
+        self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
         #[cfg(loom_mutant = "lost_wakeup")]
         {
             // Mutant: a plain load-then-store, so two producers can both see
