@@ -40,6 +40,8 @@ MUTANTS=(
   "account_after_push:loom_bytes:a_reader_that_keeps_up_is_never_disconnected_for_a_burst_that_fits"
   "bound_ignores_unsent:loom_bytes:unsent_bytes_count_toward_the_bound_drop_message"
   "reply_dropped:loom_bytes:replies_past_the_bound_close_the_client_exactly_once"
+  "reserve_then_undo:loom_bytes:a_reply_is_queued_where_a_broadcast_is_dropped"
+  "refuse_on_stale_count:loom_bytes:a_reader_that_keeps_up_is_never_disconnected_for_a_burst_that_fits"
   "add_no_recheck:loom_hub_close:hub_close_racing_attach_and_subscribe_leaves_nothing_registered"
   "lost_wakeup:loom_wakeup:wakeup_is_never_lost_and_never_doubled"
   "wakeup_relaxed:loom_wakeup:wakeup_is_never_lost_and_never_doubled"
@@ -123,7 +125,7 @@ for entry in "${MUTANTS[@]}"; do
     tail -n 40 "$log"
   fi
   why=$(grep -m1 -A1 "panicked at" "$log" | tail -n 1 | cut -c1-70)
-  line=$(printf '%-11s %-20s %-15s %6ss  %s' "$status" "$mutant" "$model" "$(since "$t")" "$why")
+  line=$(printf '%-11s %-21s %-15s %6ss  %s' "$status" "$mutant" "$model" "$(since "$t")" "$why")
   echo "    $line"
   SUMMARY+=("mutant  $line")
 done

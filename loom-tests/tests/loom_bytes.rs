@@ -18,7 +18,10 @@
 //!   (R34). Mutant `account_after_push` (outbox.rs `push`): the bytes are
 //!   added after the frame is queued, so the drainer can pop and release
 //!   them first; `queued` wraps below zero and the next producer finds the
-//!   client hopelessly slow.
+//!   client hopelessly slow. Mutant `refuse_on_stale_count` (outbox.rs
+//!   `reserve`): a push refuses on a relaxed load of the count, which may
+//!   predate a pop whose bytes the transport already reports unsent, so
+//!   they count twice.
 //! - Unsent: bytes the socket refused count toward the bound; with the
 //!   transport holding 12 of a 16-byte bound, one of two 4-byte broadcasts
 //!   fits and the other is dropped (`DropMessage`) or disconnects the client
@@ -27,6 +30,11 @@
 //! - Replies (`Client::send_reply`) are never dropped: past the bound they
 //!   close the client (1008) exactly once, whatever the policy. Mutant
 //!   `reply_dropped` (client.rs `send_reply`): a reply obeys `DropMessage`.
+//! - A reply that fits is queued while a racing broadcast that does not is
+//!   dropped. Mutant `reserve_then_undo` (outbox.rs `reserve`, the first v2
+//!   code): the broadcast reserves its bytes and undoes it; in between the
+//!   reply reads them, looks over the bound, and (never dropped) closes a
+//!   client that is within it.
 #![cfg(loom)]
 
 use std::sync::Arc;
@@ -168,6 +176,34 @@ fn unsent_bytes_count_toward_the_bound_disconnect_client() {
         assert_eq!(a.drops(), 0);
         assert_eq!(hub.count(), 0);
         assert!(hub.channels().is_empty());
+    });
+}
+
+/// A reply that fits is queued while a broadcast that does not is dropped,
+/// whichever runs first.
+#[test]
+fn a_reply_is_queued_where_a_broadcast_is_dropped() {
+    loom_tests::model(|| {
+        let (hub, a, probe) = client(16, SlowConsumerPolicy::DropMessage);
+        a.set_unsent(10);
+        let broadcaster = {
+            let hub = hub.clone();
+            // 6 bytes, 8 on the wire: 10 + 8 passes 16.
+            thread::spawn(move || hub.broadcast("ch", "bbbbbb").unwrap())
+        };
+        let replier = {
+            let a = a.clone();
+            // 1 byte, 3 on the wire: 10 + 3 fits.
+            thread::spawn(move || a.send_reply(Frame::from_string("r")))
+        };
+        broadcaster.join().unwrap();
+        let reply = replier.join().unwrap();
+
+        assert!(reply.is_ok(), "a reply within the bound was refused");
+        assert_eq!(probe.closes(), 0, "closed for a reply within the bound");
+        assert_eq!(a.drops(), 1, "the broadcast past the bound is dropped");
+        assert_eq!(a.pending_bytes(), 13);
+        assert_eq!(drain(&a), ["r"]);
     });
 }
 
