@@ -24,7 +24,7 @@ export CARGO_PROFILE_RELEASE_DEBUG=false
 BASE_FLAGS="--cfg loom"
 
 # Every model file, in the order they run.
-MODELS=(loom_subscribe loom_close loom_presence loom_broadcast loom_overflow loom_hub_close loom_wakeup)
+MODELS=(loom_subscribe loom_close loom_presence loom_broadcast loom_overflow loom_bytes loom_hub_close loom_wakeup)
 
 # mutant name : model file : test that must catch it
 MUTANTS=(
@@ -36,6 +36,12 @@ MUTANTS=(
   "deliver_after_close:loom_broadcast:broadcast_racing_close_delivers_nothing_after_close_returns"
   "double_close:loom_overflow:disconnect_client_overflow_closes_exactly_once"
   "lost_drop:loom_overflow:drop_message_overflow_counts_every_dropped_frame"
+  "reserve_not_atomic:loom_bytes:every_frame_is_delivered_or_dropped_once_and_no_byte_leaks"
+  "account_after_push:loom_bytes:a_reader_that_keeps_up_is_never_disconnected_for_a_burst_that_fits"
+  "bound_ignores_unsent:loom_bytes:unsent_bytes_count_toward_the_bound_drop_message"
+  "reply_dropped:loom_bytes:replies_past_the_bound_close_the_client_exactly_once"
+  "reserve_then_undo:loom_bytes:a_reply_is_queued_where_a_broadcast_is_dropped"
+  "refuse_on_stale_count:loom_bytes:a_reader_that_keeps_up_is_never_disconnected_for_a_burst_that_fits"
   "add_no_recheck:loom_hub_close:hub_close_racing_attach_and_subscribe_leaves_nothing_registered"
   "lost_wakeup:loom_wakeup:wakeup_is_never_lost_and_never_doubled"
   "wakeup_relaxed:loom_wakeup:wakeup_is_never_lost_and_never_doubled"
@@ -119,7 +125,7 @@ for entry in "${MUTANTS[@]}"; do
     tail -n 40 "$log"
   fi
   why=$(grep -m1 -A1 "panicked at" "$log" | tail -n 1 | cut -c1-70)
-  line=$(printf '%-11s %-20s %-15s %6ss  %s' "$status" "$mutant" "$model" "$(since "$t")" "$why")
+  line=$(printf '%-11s %-21s %-15s %6ss  %s' "$status" "$mutant" "$model" "$(since "$t")" "$why")
   echo "    $line"
   SUMMARY+=("mutant  $line")
 done

@@ -356,7 +356,13 @@ impl Client {
     ///
     /// [`Error::Closed`] if the client is closed (before or by this reply).
     pub fn send_reply(&self, frame: Frame) -> Result<()> {
-        match self.0.enqueue(frame, true) {
+        #[cfg(not(loom_mutant = "reply_dropped"))]
+        let force = true;
+        // Mutant `reply_dropped` (loom_bytes.rs): a reply obeys the policy
+        // like a broadcast, so under `DropMessage` it is silently dropped.
+        #[cfg(loom_mutant = "reply_dropped")]
+        let force = false;
+        match self.0.enqueue(frame, force) {
             Enqueued::Queued | Enqueued::Dropped => Ok(()),
             Enqueued::Shut => {
                 self.close_deferred();

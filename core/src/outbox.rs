@@ -24,10 +24,12 @@
 //!   within the byte bound.
 //! - `queued` packs the queued bytes (low 40 bits) and frames (high 24
 //!   bits) in one `AtomicU64`, so a push accounts for both with one
-//!   read-modify-write (a reservation: `fetch_add`, undone if over the
-//!   bound). Relaxed: it is a bound, not a synchronisation; a racing
-//!   producer may read it off by the frames in flight, so the bound is
-//!   exact to within one frame per concurrent producer.
+//!   compare-and-swap, taken only if the frame fits (a reservation made
+//!   before the frame enters the queue, so a pop never releases bytes not
+//!   yet counted). A frame that does not fit never shows in `queued`, so it
+//!   cannot make a racing frame that fits look over the bound. Relaxed: it
+//!   is a bound, not a synchronisation. `unsent` is a separate report, so a
+//!   push may judge by one a drain old.
 //! - The hot fields (`closed`, `scheduled`, `queued`, `unsent`, the limits)
 //!   come first in a `repr(C)` struct aligned like the queue (128 bytes), so
 //!   they share one cache line; the queue's head and tail follow on lines of
@@ -69,7 +71,7 @@
 //! tail index and `is_empty` loading head and tail with SeqCst
 //! (crossbeam-queue 0.3); the loom stand-in in `sync` keeps the same
 //! orderings, and the model `loom_wakeup.rs` checks the protocol. The byte
-//! accounting takes no part in it (`loom_overflow.rs` models the bound).
+//! accounting takes no part in it (`loom_bytes.rs` models the bound).
 
 use crate::message::Frame;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -136,25 +138,21 @@ impl Outbox {
     /// it back when it would.
     pub(crate) fn push(&self, frame: Frame) -> Result<Pushed, Frame> {
         let cost = frame.wire_len() as u64;
-        // Relaxed: accounting only (module docs); the queue's own SeqCst
-        // push below is what the wake-up protocol relies on.
-        let before = self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
-        let owed = (before & BYTE_MASK) + self.unsent.load(Ordering::Relaxed);
-        #[cfg(not(loom_mutant = "bound_ignores_unsent"))]
-        let over = owed != 0
-            && (owed + cost > self.limit_bytes || (before >> BYTE_BITS) >= self.limit_frames);
-        // Mutant `bound_ignores_unsent` (loom_overflow.rs): the bound counts
-        // only what is queued, so bytes the socket refused do not count and
-        // a client that stopped reading is never found slow.
-        #[cfg(loom_mutant = "bound_ignores_unsent")]
-        let over = (before & BYTE_MASK) != 0
-            && ((before & BYTE_MASK) + cost > self.limit_bytes
-                || (before >> BYTE_BITS) >= self.limit_frames);
-        if over {
-            self.queued.fetch_sub(ONE_FRAME | cost, Ordering::Relaxed);
+        #[cfg(not(loom_mutant = "account_after_push"))]
+        if !self.reserve(cost) {
+            return Err(frame);
+        }
+        // Mutant `account_after_push` (loom_bytes.rs): the bound is checked
+        // with a load and the bytes are added after the frame is queued; the
+        // drainer can pop and release them first, `queued` wraps below zero
+        // and the next producer finds a client that keeps up hopelessly slow.
+        #[cfg(loom_mutant = "account_after_push")]
+        if self.over(self.queued.load(Ordering::Relaxed), cost) {
             return Err(frame);
         }
         self.queue.push(frame);
+        #[cfg(loom_mutant = "account_after_push")]
+        self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
         #[cfg(loom_mutant = "lost_wakeup")]
         {
             // Mutant: a plain load-then-store, so two producers can both see
@@ -179,6 +177,96 @@ impl Outbox {
         } else {
             Ok(Pushed::Queued)
         }
+    }
+
+    /// Adds one frame of `cost` bytes to `queued` if it fits the bound;
+    /// false if it does not (and then `queued` is untouched).
+    ///
+    /// A compare-and-swap loop rather than a `fetch_add` undone when over:
+    /// a frame that does not fit never shows in `queued`, even for a
+    /// moment, so it cannot make a racing frame that fits look over the
+    /// bound (a reply or a presence frame would then disconnect a client
+    /// that is within it: `loom_bytes.rs`). Both the reservation and the
+    /// refusal are decided on the latest count, as `fetch_add` was.
+    fn reserve(&self, cost: u64) -> bool {
+        // Mutant `reserve_then_undo` (loom_bytes.rs): the reservation is
+        // taken first and undone if over, so a racing push reads a frame
+        // that will not be queued.
+        #[cfg(loom_mutant = "reserve_then_undo")]
+        {
+            let before = self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
+            if self.over(before, cost) {
+                self.queued.fetch_sub(ONE_FRAME | cost, Ordering::Relaxed);
+                return false;
+            }
+            return true;
+        }
+        // Relaxed (load and both orderings of the CAS): accounting only
+        // (module docs); the queue's own SeqCst push is what the wake-up
+        // protocol relies on.
+        #[allow(unreachable_code)]
+        let mut queued = self.queued.load(Ordering::Relaxed);
+        loop {
+            if self.over(queued, cost) {
+                // A plain load may return a count older than the latest (from
+                // before a pop released its bytes, say, while the transport's
+                // report of them as unsent is already visible: they would
+                // count twice). Refuse only on the latest count, which a
+                // read-modify-write reads; the accepting path has the CAS.
+                // Mutant `refuse_on_stale_count` (loom_bytes.rs): refuse on
+                // the loaded count as it is.
+                #[cfg(loom_mutant = "refuse_on_stale_count")]
+                return false;
+                #[allow(unreachable_code)]
+                match self.queued.compare_exchange(
+                    queued,
+                    queued,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return false,
+                    Err(now) => {
+                        queued = now;
+                        continue;
+                    }
+                }
+            }
+            let reserved = queued + (ONE_FRAME | cost);
+            #[cfg(not(loom_mutant = "reserve_not_atomic"))]
+            match self.queued.compare_exchange_weak(
+                queued,
+                reserved,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => queued = now,
+            }
+            // Mutant `reserve_not_atomic` (loom_bytes.rs): a plain store
+            // instead of the compare-and-swap, so a racing push's bytes are
+            // lost from the count.
+            #[cfg(loom_mutant = "reserve_not_atomic")]
+            {
+                self.queued.store(reserved, Ordering::Relaxed);
+                return true;
+            }
+        }
+    }
+
+    /// Whether one more frame of `cost` bytes passes the bound, given
+    /// `queued` (the packed count) and what the transport holds unsent.
+    /// Never true for an outbox that owes nothing.
+    fn over(&self, queued: u64, cost: u64) -> bool {
+        let bytes = queued & BYTE_MASK;
+        // Relaxed: accounting only; a report one drain old is good enough.
+        #[cfg(not(loom_mutant = "bound_ignores_unsent"))]
+        let owed = bytes + self.unsent.load(Ordering::Relaxed);
+        // Mutant `bound_ignores_unsent` (loom_bytes.rs): the bound counts
+        // only what is queued, so bytes the socket refused do not count and
+        // a client that stopped reading is never found slow.
+        #[cfg(loom_mutant = "bound_ignores_unsent")]
+        let owed = bytes;
+        owed != 0 && (owed + cost > self.limit_bytes || (queued >> BYTE_BITS) >= self.limit_frames)
     }
 
     /// Pass 1 of a two-pass fan-out (`Hub::broadcast_frame`): reads the

@@ -20,6 +20,13 @@
 //! | `crossbeam_queue::SegQueue` | [`SegQueue`]: a loom-mutex-guarded `VecDeque` plus `head`/`tail` counters | unbounded MPMC queue; `push` is a SeqCst read-modify-write on `tail`, `pop` on `head`, and `is_empty` loads both with SeqCst, the orderings the outbox's wake-up protocol relies on (`outbox.rs`) |
 //! | `std::sync::OnceLock` (channel segments) | [`OnceLock`]: a `std` `OnceLock` for storage plus a loom `AtomicBool` that publishes it | a reader that has not synchronised with the initialisation sees `None` (the segment array's lock-free readers, `channel.rs`) |
 //!
+//! The outbox's byte accounting (`queued`, `unsent` in `outbox.rs`) needs
+//! no stand-in: it is two plain `AtomicU64`s, used `Relaxed`, so under loom
+//! a relaxed load may return any value coherence allows (`pending_bytes` a
+//! count a racing push or pop has already changed, a producer an `unsent`
+//! report not yet visible to it), which is what the byte-accounting models
+//! (`loom_bytes.rs`) explore.
+//!
 //! # SeqCst under loom
 //!
 //! The outbox's wake-up protocol is a store-buffering pair over SeqCst

@@ -112,6 +112,17 @@ pub fn drain(client: &Client) -> Vec<String> {
     out
 }
 
+/// Plays the transport writing one frame: pops it, reports its wire bytes
+/// as unsent (the socket refused them at first: `Client::set_unsent`), then
+/// 0 (the socket took them). Returns the frame as text, or `None` if nothing
+/// was queued (or the client is closed).
+pub fn write_one(client: &Client) -> Option<String> {
+    let frame = client.pop_frame()?;
+    client.set_unsent(frame.wire_len());
+    client.set_unsent(0);
+    Some(frame.as_str().unwrap_or("<binary>").to_owned())
+}
+
 /// Presence frames as short strings: `roster:a,b`, `added:c`,
 /// `removed:a`, so that a model reads them without parsing JSON.
 pub struct PlainPresence;

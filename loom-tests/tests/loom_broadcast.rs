@@ -62,7 +62,9 @@ fn broadcast_racing_close_delivers_nothing_after_close_returns() {
 /// The two clean-ups of one client race: a broadcast that overflows it
 /// under `DisconnectClient` (shut inside the fan-out, cleaned up after it)
 /// against the application's `close`. Exactly one of them shuts it, both
-/// return only once it left every channel, and it is freed.
+/// return only once it left every channel, and it is freed. The overflow
+/// comes from the optional frame cap (`outbox(1)`), on top of the byte
+/// bound: "fill" is queued, so the next frame is over the cap.
 #[test]
 fn overflow_disconnect_racing_close_shuts_once_and_cleans_up() {
     loom_tests::model(|| {

@@ -1,5 +1,9 @@
 //! Model 5: outbox overflow with two concurrent broadcasters (R14).
 //!
+//! The outbox is bounded in bytes (R34): a 7-byte `client_buffer` holding
+//! "fill" (6 wire bytes) has no room for a 4-byte broadcast, while an empty
+//! one takes one frame. `loom_bytes.rs` models the byte accounting itself.
+//!
 //! - Under `DisconnectClient` both broadcasts overflow a full outbox; the
 //!   client is shut exactly once (`closed` is swapped, one caller wins and
 //!   tells the transport) and cleaned up. Mutant `double_close` (client.rs
@@ -32,7 +36,7 @@ fn two_broadcasters(hub: &Hub) -> [thread::JoinHandle<()>; 2] {
 fn disconnect_client_overflow_closes_exactly_once() {
     loom_tests::model(|| {
         let hub = Hub::builder()
-            .outbox(1)
+            .client_buffer(7)
             .slow_consumer_policy(SlowConsumerPolicy::DisconnectClient)
             .build();
         let (a, probe) = attach(&hub);
@@ -60,7 +64,7 @@ fn disconnect_client_overflow_closes_exactly_once() {
 #[test]
 fn drop_message_overflow_counts_every_dropped_frame() {
     loom_tests::model(|| {
-        let hub = Hub::builder().outbox(1).build();
+        let hub = Hub::builder().client_buffer(7).build();
         let (a, _probe) = attach(&hub);
         hub.subscribe(&a, "ch").unwrap();
         a.send_text("fill").unwrap();
@@ -82,7 +86,7 @@ fn drop_message_overflow_counts_every_dropped_frame() {
         );
         assert!(
             drops >= 1,
-            "a one-frame outbox cannot take 3 frames with one pop"
+            "7 bytes hold one frame: 3 cannot pass with one pop"
         );
     });
 }
