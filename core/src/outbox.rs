@@ -282,11 +282,7 @@ impl Outbox {
         return true;
         // Relaxed: a hint (see above).
         #[cfg(not(loom))]
-        {
-            let open = !self.closed.load(Ordering::Relaxed);
-
-            open
-        }
+        !self.closed.load(Ordering::Relaxed)
     }
 
     /// Pops the next frame and releases its bytes from the bound.
