@@ -11,108 +11,20 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::TcpStream;
 
+use common::live::*;
 use common::*;
-use realtime_server::config::{Settings, SlowConsumer};
-use realtime_server::server::{start, Running};
+use realtime_server::config::SlowConsumer;
+use realtime_server::server::Running;
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message, WebSocket};
-
-type Ws = WebSocket<TcpStream>;
-
-/// Turns a hang into a failure; tests synchronise on frames, not on time.
-const GUARD: Duration = Duration::from_secs(30);
-
-fn run(tweak: impl FnOnce(&mut Settings)) -> Running {
-    let mut s = settings();
-    s.bind = "127.0.0.1:0".parse().unwrap();
-    s.workers = 2;
-    tweak(&mut s);
-    start(&s).unwrap()
-}
-
-/// A WebSocket client on a plain blocking socket; `rcvbuf` shrinks the
-/// socket's receive buffer (set before connecting, so the window is small).
-fn ws_with(addr: SocketAddr, rcvbuf: Option<usize>) -> (Ws, String) {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    if let Some(n) = rcvbuf {
-        sock.set_recv_buffer_size(n).unwrap();
-    }
-    sock.connect(&addr.into()).unwrap();
-    let stream: TcpStream = sock.into();
-    stream.set_read_timeout(Some(GUARD)).unwrap();
-    let url = format!("ws://{addr}/app/{KEY}?protocol=7");
-    let (mut ws, _) = tungstenite::client(url, stream).unwrap();
-    let hello = next(&mut ws);
-    assert_eq!(hello["event"], "pusher:connection_established");
-    let socket_id = decode_data(&hello)["socket_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (ws, socket_id)
-}
-
-fn ws(addr: SocketAddr) -> (Ws, String) {
-    ws_with(addr, None)
-}
-
-/// The next text frame, parsed. A close frame fails the test with its code.
-fn next(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().unwrap() {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("a reading client got {other:?}"),
-        }
-    }
-}
-
-/// Queues a frame without flushing (back-to-back sends).
-fn queue(ws: &mut Ws, v: Value) {
-    ws.write(Message::text(v.to_string())).unwrap();
-}
-
-fn subscribe_msg(channel: &str) -> Value {
-    json!({"event":"pusher:subscribe","data":{"channel":channel}})
-}
+use tungstenite::Message;
 
 fn presence_msg(socket_id: &str, channel: &str, user: &str) -> Value {
     let data = json!({"user_id": user, "user_info": {"n": user}}).to_string();
     let auth = presence_auth(socket_id, channel, &data);
     json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth,"channel_data":data}})
-}
-
-/// A signed `POST /apps/1/events` request, as bytes.
-fn publish_request(channel: &str, name: &str, data: &str) -> Vec<u8> {
-    let body = json!({"name": name, "channel": channel, "data": data}).to_string();
-    let path = "/apps/1/events";
-    let q = signed_query("POST", path, &[], &body, SECRET, now_unix());
-    format!(
-        "POST {path}?{q} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// Publishes one event and waits for the 200.
-fn publish(addr: SocketAddr, channel: &str, name: &str, data: &str) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(GUARD)).unwrap();
-    let mut req = publish_request(channel, name, data);
-    // Close after the answer, so read_to_end ends.
-    let at = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    req.splice(at..at, b"\r\nConnection: close".iter().copied());
-    s.write_all(&req).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    assert!(
-        out.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
 }
 
 fn user_id(data: &Value) -> String {
@@ -399,7 +311,7 @@ fn slow_beside_healthy(policy: SlowConsumer) -> (Running, Ws) {
     let (mut healthy, _) = ws(addr);
     // A 4 KiB receive window: the kernel absorbs little, the server soon
     // holds what the socket refuses.
-    let (mut slow, _) = ws_with(addr, Some(4096));
+    let (mut slow, _) = ws_with(addr, Some(4096), None);
     for ws in [&mut healthy, &mut slow] {
         queue(ws, subscribe_msg("firehose"));
         ws.flush().unwrap();

@@ -10,54 +10,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
+use common::live::*;
 use common::*;
-use realtime_server::config::Settings;
-use realtime_server::server::{start, Running};
 use serde_json::{json, Value};
-use tungstenite::{Message, WebSocket};
-
-type Ws = WebSocket<TcpStream>;
-
-/// Turns a hang into a failure; tests synchronise on replies and closes.
-const GUARD: Duration = Duration::from_secs(20);
-
-fn run(tweak: impl FnOnce(&mut Settings)) -> Running {
-    let mut s = settings();
-    s.bind = "127.0.0.1:0".parse().unwrap();
-    s.workers = 2;
-    tweak(&mut s);
-    start(&s).unwrap()
-}
-
-fn ws(addr: SocketAddr) -> Ws {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(GUARD)).unwrap();
-    let url = format!("ws://{addr}/app/{KEY}?protocol=7");
-    let (mut ws, _) = tungstenite::client(url, stream).unwrap();
-    assert_eq!(next(&mut ws)["event"], "pusher:connection_established");
-    ws
-}
-
-fn next(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().unwrap() {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-fn subscribe(ws: &mut Ws, channel: &str) -> Value {
-    ws.send(Message::text(
-        json!({"event":"pusher:subscribe","data":{"channel":channel}}).to_string(),
-    ))
-    .unwrap();
-    next(ws)
-}
 
 /// The signed target (path and query) of a publish of `body`.
 fn events_target(body: &str) -> String {
@@ -72,63 +30,12 @@ fn event_body(channel: &str, name: &str) -> String {
     json!({"name": name, "channel": channel, "data": "d"}).to_string()
 }
 
-/// Sends a raw request and reads the response to its end; the status.
-fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(GUARD)).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, text)
-}
-
-fn publish(addr: SocketAddr, channel: &str, name: &str) {
-    let body = event_body(channel, name);
-    let req = format!(
-        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        events_target(&body),
-        body.len()
-    );
-    let (status, text) = raw(addr, req.as_bytes());
-    assert_eq!(status, 200, "{text}");
-}
-
-/// A control client: subscribed to a public channel before the attack.
-struct Control(Ws);
-
-impl Control {
-    fn new(addr: SocketAddr) -> Self {
-        let mut ws = ws(addr);
-        assert_eq!(
-            subscribe(&mut ws, "control")["event"],
-            "pusher_internal:subscription_succeeded"
-        );
-        Self(ws)
-    }
-
-    /// After the attack: an event published through the API arrives.
-    fn still_served(mut self, addr: SocketAddr) {
-        publish(addr, "control", "still-here");
-        assert_eq!(next(&mut self.0)["event"], "still-here");
-    }
-}
-
-fn metric(server: &Running, line_start: &str) -> u64 {
-    let text = server.gateway().render_metrics();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
-}
-
 #[test]
 fn channels_past_the_app_limit_are_refused_with_subscription_error() {
     let server = run(|s| s.apps[0].max_channels = Some(5));
     let addr = server.local_addr();
     let control = Control::new(addr);
-    let mut attacker = ws(addr);
+    let (mut attacker, _) = ws(addr);
     let mut refused = 0;
     for i in 0..10 {
         let f = subscribe(&mut attacker, &format!("flood-{i}"));
@@ -247,24 +154,8 @@ fn sockets_past_the_per_address_limit_get_429_and_other_addresses_are_served() {
     let server = run(|s| s.max_connections_per_ip = 3);
     let addr = server.local_addr();
     // The control client comes from another loopback address.
-    let control = {
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
-            .unwrap();
-        sock.connect(&addr.into()).unwrap();
-        let stream: TcpStream = sock.into();
-        stream.set_read_timeout(Some(GUARD)).unwrap();
-        let url = format!("ws://{addr}/app/{KEY}?protocol=7");
-        let (mut ws, _) = tungstenite::client(url, stream).unwrap();
-        assert_eq!(next(&mut ws)["event"], "pusher:connection_established");
-        assert_eq!(
-            subscribe(&mut ws, "control")["event"],
-            "pusher_internal:subscription_succeeded"
-        );
-        Control(ws)
-    };
-    let held: Vec<Ws> = (0..3).map(|_| ws(addr)).collect();
+    let control = Control::from_ws(ws_with(addr, None, Some([127, 0, 0, 2].into())).0);
+    let held: Vec<Ws> = (0..3).map(|_| ws(addr).0).collect();
     let (status, text) = raw(addr, b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 429, "{text}");
     assert_eq!(

@@ -11,52 +11,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
+use common::live::{next, run, ws, Ws, GUARD};
 use common::*;
-use realtime_server::config::Settings;
-use realtime_server::server::{start, Running};
 use serde_json::{json, Value};
-use tungstenite::{Message, WebSocket};
-
-type Ws = WebSocket<TcpStream>;
-
-/// Turns a hang into a failure; tests synchronise on frames and responses.
-const GUARD: Duration = Duration::from_secs(30);
-
-fn run(tweak: impl FnOnce(&mut Settings)) -> Running {
-    let mut s = settings();
-    s.bind = "127.0.0.1:0".parse().unwrap();
-    s.workers = 2;
-    tweak(&mut s);
-    start(&s).unwrap()
-}
-
-/// A connected client and its socket id.
-fn ws(addr: SocketAddr) -> (Ws, String) {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(GUARD)).unwrap();
-    let (mut ws, _) =
-        tungstenite::client(format!("ws://{addr}/app/{KEY}?protocol=7"), stream).unwrap();
-    let hello = next(&mut ws);
-    assert_eq!(hello["event"], "pusher:connection_established");
-    let id = decode_data(&hello)["socket_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (ws, id)
-}
-
-/// The next text frame, parsed; a close or a binary frame fails the test.
-fn next(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().unwrap() {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
+use tungstenite::Message;
 
 fn send(ws: &mut Ws, v: &Value) {
     ws.send(Message::text(v.to_string())).unwrap();

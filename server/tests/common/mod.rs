@@ -11,6 +11,8 @@ use realtime_server::config::{AppConfig, Settings};
 use realtime_server::{Gateway, HttpReply, HttpRequest, UpgradeDecision};
 use serde_json::Value;
 
+pub mod live;
+
 pub const KEY: &str = "key-1";
 pub const SECRET: &str = "secret-1";
 pub const APP_ID: &str = "1";
