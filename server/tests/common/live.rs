@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use realtime_server::config::Settings;
 use realtime_server::server::{start, Running};
@@ -160,4 +160,16 @@ pub fn metric(server: &Running, line_start: &str) -> u64 {
         .find_map(|l| l.strip_prefix(line_start))
         .map(|v| v.trim().parse().unwrap())
         .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+}
+
+/// Polls `done` (no sleeping: it yields between tries) until it is true;
+/// fails the test with `what` after [`GUARD`]. For states the server
+/// reaches on its own (a socket closed, a gauge updated) that no frame
+/// announces.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + GUARD;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
 }
