@@ -8,6 +8,10 @@
 //! in an [`ArcSwapOption`] cell. The cells sit in a segmented array: segment
 //! `k` holds `4 << k` cells and is allocated once, the first time a cell in
 //! it is needed; it never moves and is never freed before the channel.
+//! Segment 0 (64 members) has its slot in the channel itself; the slots of
+//! the other 27 sit in a table allocated with segment 1, so a channel of up
+//! to 64 members does not pay for 27 empty slots (~650 bytes each channel:
+//! most channels are small, BENCHMARKS.md, issue #12).
 //!
 //! - **Broadcast** (any thread, no lock): reads the high-water mark `len`,
 //!   loads each chunk cell below it (one wait-free arc-swap load per 16
@@ -92,6 +96,8 @@ const SEGMENTS: usize = 28;
 
 pub(crate) type Chunk = [Option<Arc<ClientShared>>; CHUNK];
 type Cell = ArcSwapOption<Chunk>;
+/// A segment's slot: its cells once allocated.
+type Segment = OnceLock<Box<[Cell]>>;
 
 /// Maps a chunk index to (segment, offset within it).
 fn locate(index: usize) -> (usize, usize) {
@@ -102,7 +108,10 @@ fn locate(index: usize) -> (usize, usize) {
 
 /// The segmented array of copy-on-write chunks described in the module doc.
 pub(crate) struct Slots {
-    segments: [OnceLock<Box<[Cell]>>; SEGMENTS],
+    /// Segment 0.
+    first: Segment,
+    /// Segments 1.., allocated with segment 1.
+    rest: OnceLock<Box<[Segment]>>,
     /// One past the highest slot index ever handed out.
     len: AtomicUsize,
 }
@@ -110,18 +119,32 @@ pub(crate) struct Slots {
 impl Slots {
     fn new() -> Self {
         Self {
-            segments: std::array::from_fn(|_| OnceLock::new()),
+            first: OnceLock::new(),
+            rest: OnceLock::new(),
             len: AtomicUsize::new(0),
         }
     }
 
-    /// The cell of chunk `c`, allocating its segment on first use.
+    /// The slot of segment `k`, if its table exists (no allocation).
+    fn segment(&self, k: usize) -> Option<&Segment> {
+        match k {
+            0 => Some(&self.first),
+            _ => self.rest.get()?.get(k - 1),
+        }
+    }
+
+    /// The cell of chunk `c`, allocating its segment (and, past segment 0,
+    /// the table of segment slots) on first use.
     fn cell(&self, c: usize) -> Option<&Cell> {
         let (k, off) = locate(c);
-        let seg = self
-            .segments
-            .get(k)?
-            .get_or_init(|| (0..(BASE << k)).map(|_| Cell::const_empty()).collect());
+        let slot = match k {
+            0 => &self.first,
+            _ => self
+                .rest
+                .get_or_init(|| (1..SEGMENTS).map(|_| OnceLock::new()).collect())
+                .get(k - 1)?,
+        };
+        let seg = slot.get_or_init(|| (0..(BASE << k)).map(|_| Cell::const_empty()).collect());
         seg.get(off)
     }
 
@@ -165,11 +188,13 @@ impl Slots {
         // Acquire: pairs with the Release in `store`.
         let chunks = self.len.load(Ordering::Acquire).div_ceil(CHUNK);
         let mut c = 0;
-        for (k, seg) in self.segments.iter().enumerate() {
+        for k in 0..SEGMENTS {
             if c >= chunks {
                 break;
             }
-            let Some(seg) = seg.get() else { break };
+            let Some(seg) = self.segment(k).and_then(OnceLock::get) else {
+                break;
+            };
             let take = (BASE << k).min(chunks - c);
             for cell in &seg[..take] {
                 if let Some(chunk) = &*cell.load() {
