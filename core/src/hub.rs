@@ -397,10 +397,13 @@ impl Hub {
         if hub.closed.load(Ordering::SeqCst) || client.is_closed() {
             return Err(Error::Closed);
         }
-        if lock(&client.0.subs).contains_key(channel) {
+        let kind = classify_channel(channel);
+        // A repeated private or presence subscribe must not ask the
+        // authorizer again (R6); a public one needs no check here: `join`
+        // re-checks under `subs` (one lock instead of two per subscribe).
+        if kind != ChannelType::Public && lock(&client.0.subs).contains_key(channel) {
             return Ok(());
         }
-        let kind = classify_channel(channel);
         let member = match kind {
             ChannelType::Public => None,
             ChannelType::Private | ChannelType::Presence => {
@@ -703,12 +706,19 @@ impl HubInner {
     ) -> Result<()> {
         loop {
             let mut created = false;
-            let ch = {
-                let entry = self.channels.entry(Arc::from(name)).or_insert_with(|| {
-                    created = true;
-                    Arc::new(Channel::new(Arc::from(name)))
-                });
-                Arc::clone(entry.value())
+            // Most subscribes join an existing channel: look it up without
+            // allocating a key; allocate one only to create the channel.
+            let existing = self.channels.get(name).map(|c| Arc::clone(c.value()));
+            let ch = match existing {
+                Some(ch) => ch,
+                None => {
+                    let key: Arc<str> = Arc::from(name);
+                    let entry = self.channels.entry(Arc::clone(&key)).or_insert_with(|| {
+                        created = true;
+                        Arc::new(Channel::new(key))
+                    });
+                    Arc::clone(entry.value())
+                }
             };
             // Relaxed: a counter; the bound may be passed by one per
             // concurrent creator (documented on the builder).
