@@ -140,16 +140,16 @@ fn bad_request(msg: impl Into<String>) -> HttpReply {
     HttpReply::text(400, msg)
 }
 
-/// Checks an API request's authentication: the query signature (which
-/// covers `body_md5`), then the body against `body_md5`.
-fn authenticate(
-    app: &App,
-    req: &HttpRequest<'_>,
-    params: &[(String, String)],
-    body: &[u8],
-    now_unix: u64,
-) -> Result<(), HttpReply> {
-    authenticate_query(app, req, params, now_unix)?;
+/// Seconds since the Unix epoch (0 for a clock before it).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks an API request's body against the `body_md5` its signed query
+/// carries (the signature itself is [`authenticate_query`]'s).
+fn check_body(params: &[(String, String)], body: &[u8]) -> Result<(), HttpReply> {
     match param(params, "body_md5") {
         Some(md5) if !md5.eq_ignore_ascii_case(&auth::body_md5(body)) => {
             Err(unauthorized("body_md5 does not match the body"))
@@ -346,23 +346,13 @@ impl Gateway {
     /// unauthenticated client cannot make the server buffer a body (R35).
     /// `None`: read the body and serve it with [`Gateway::http`].
     pub fn http_head(&self, req: &HttpRequest<'_>) -> Option<HttpReply> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.http_head_at(req, now)
+        self.http_head_at(req, unix_now())
     }
 
     /// [`Gateway::http_head`] with the clock given (Unix seconds).
     pub fn http_head_at(&self, req: &HttpRequest<'_>, now_unix: u64) -> Option<HttpReply> {
-        let rest = req.path.strip_prefix("/apps/")?;
-        let id = percent_decode(rest.split('/').next().unwrap_or_default());
-        let checked = match self.app_by_id(&id) {
-            None => Err(HttpReply::text(404, "Unknown app")),
-            Some(app) => parse_query(req.query)
-                .ok_or_else(|| bad_request("Repeated query parameter"))
-                .and_then(|params| authenticate_query(app, req, &params, now_unix)),
-        };
-        let reply = checked.err()?;
+        let app_id = req.path.strip_prefix("/apps/")?.split('/').next()?;
+        let reply = self.signed_request(req, app_id, now_unix).err()?;
         self.metrics().http.inc(reply.status.to_string());
         self.metrics().limit_refusals.inc("unauthenticated_body");
         tracing::debug!(method = req.method, path = req.path, status = reply.status, body = %reply.body, "HTTP API request refused before its body");
@@ -371,10 +361,26 @@ impl Gateway {
 
     /// Serves one plain HTTP request.
     pub fn http(&self, req: &HttpRequest<'_>, body: &[u8]) -> HttpReply {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.http_at(req, body, now)
+        self.http_at(req, body, unix_now())
+    }
+
+    /// The app an API request names (its first path segment after
+    /// `/apps/`, not decoded) and the request's query parameters, once the
+    /// query's signature checks out (404, 400 or 401 otherwise). Shared by
+    /// the check from the head ([`Gateway::http_head`]) and the route.
+    fn signed_request(
+        &self,
+        req: &HttpRequest<'_>,
+        app_id: &str,
+        now_unix: u64,
+    ) -> Result<(Arc<App>, Vec<(String, String)>), HttpReply> {
+        let Some(app) = self.app_by_id(&percent_decode(app_id)) else {
+            return Err(HttpReply::text(404, "Unknown app"));
+        };
+        let params =
+            parse_query(req.query).ok_or_else(|| bad_request("Repeated query parameter"))?;
+        authenticate_query(app, req, &params, now_unix)?;
+        Ok((Arc::clone(app), params))
     }
 
     /// [`Gateway::http`] with the clock given (Unix seconds).
@@ -416,15 +422,12 @@ impl Gateway {
         let Some(rest) = req.path.strip_prefix("/apps/") else {
             return Err(HttpReply::text(404, "Not found"));
         };
-        let segments: Vec<String> = rest.split('/').map(percent_decode).collect();
-        let Some(app) = self.app_by_id(&segments[0]) else {
-            return Err(HttpReply::text(404, "Unknown app"));
-        };
-        let app = Arc::clone(app);
-        let params =
-            parse_query(req.query).ok_or_else(|| bad_request("Repeated query parameter"))?;
-        authenticate(&app, req, &params, body, now_unix)?;
-        let segs: Vec<&str> = segments[1..].iter().map(String::as_str).collect();
+        let mut segments = rest.split('/');
+        let app_id = segments.next().unwrap_or_default();
+        let (app, params) = self.signed_request(req, app_id, now_unix)?;
+        check_body(&params, body)?;
+        let segments: Vec<String> = segments.map(percent_decode).collect();
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method_ok = |ok: bool| {
             if ok {
                 Ok(())
