@@ -132,6 +132,9 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 type ApiResult = Result<HttpReply, HttpReply>;
 
+/// A request's query parameters, decoded, in order.
+type Params = Vec<(String, String)>;
+
 fn unauthorized(msg: impl Into<String>) -> HttpReply {
     HttpReply::text(401, msg)
 }
@@ -373,7 +376,7 @@ impl Gateway {
         req: &HttpRequest<'_>,
         app_id: &str,
         now_unix: u64,
-    ) -> Result<(Arc<App>, Vec<(String, String)>), HttpReply> {
+    ) -> Result<(Arc<App>, Params), HttpReply> {
         let Some(app) = self.app_by_id(&percent_decode(app_id)) else {
             return Err(HttpReply::text(404, "Unknown app"));
         };
