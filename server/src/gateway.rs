@@ -584,60 +584,31 @@ impl Gateway {
                     conn.subscribed(channel, user_id);
                 }
             }
-            Err(HubError::TooManySubscriptions(limit)) => {
-                self.metrics
-                    .limit_refusals
-                    .inc("max_subscriptions_per_connection");
-                tracing::info!(
-                    socket_id = conn.socket_id(),
-                    channel,
-                    limit,
-                    "subscription refused: max_subscriptions_per_connection reached"
-                );
-                self.subscription_error(
-                    conn,
-                    channel,
-                    "LimitReached",
-                    &format!(
-                        "Subscription limit reached: at most {limit} channels per connection (max_subscriptions_per_connection)"
-                    ),
-                    4100,
-                );
-            }
-            Err(HubError::TooManyChannels(limit)) => {
-                self.metrics.limit_refusals.inc("max_channels");
-                tracing::info!(
-                    socket_id = conn.socket_id(),
-                    channel,
-                    limit,
-                    "subscription refused: max_channels reached"
-                );
-                self.subscription_error(
-                    conn,
-                    channel,
-                    "LimitReached",
-                    &format!("Channel limit reached: this app holds at most {limit} channels (max_channels)"),
-                    4100,
-                );
-            }
-            Err(HubError::PresenceFull(limit)) => {
-                self.metrics.limit_refusals.inc("max_presence_members");
-                tracing::info!(
-                    socket_id = conn.socket_id(),
-                    channel,
-                    limit,
-                    "subscription refused: max_presence_members reached"
-                );
-                self.subscription_error(
-                    conn,
-                    channel,
-                    "LimitReached",
-                    &format!(
-                        "Presence channel is full: at most {limit} members (max_presence_members)"
-                    ),
-                    4100,
-                );
-            }
+            Err(HubError::TooManySubscriptions(limit)) => self.limit_refused(
+                conn,
+                channel,
+                "max_subscriptions_per_connection",
+                &format!(
+                    "Subscription limit reached: at most {limit} channels per connection (max_subscriptions_per_connection)"
+                ),
+                4100,
+            ),
+            Err(HubError::TooManyChannels(limit)) => self.limit_refused(
+                conn,
+                channel,
+                "max_channels",
+                &format!(
+                    "Channel limit reached: this app holds at most {limit} channels (max_channels)"
+                ),
+                4100,
+            ),
+            Err(HubError::PresenceFull(limit)) => self.limit_refused(
+                conn,
+                channel,
+                "max_presence_members",
+                &format!("Presence channel is full: at most {limit} members (max_presence_members)"),
+                4100,
+            ),
             Err(HubError::Unauthorized) => {
                 let expected = if kind == ChannelKind::Presence {
                     "socket_id:channel_name:channel_data"
@@ -656,21 +627,35 @@ impl Gateway {
         }
     }
 
-    /// Refuses a presence subscribe whose member is over a limit:
-    /// `pusher:subscription_error` `LimitReached` with status 4301 (as
-    /// Soketi answers an oversized member), a counter, a log line.
-    fn member_refused(&self, conn: &Connection, channel: &str, over: MemberLimit) {
-        self.metrics.limit_refusals.inc(over.name());
+    /// Refuses a subscribe at a configured limit (R35): a
+    /// `pusher:subscription_error` of type `LimitReached` whose message
+    /// names the limit, a count under `limit` in
+    /// `realtime_limit_refusals_total`, and a log line.
+    fn limit_refused(
+        &self,
+        conn: &Connection,
+        channel: &str,
+        limit: &str,
+        message: &str,
+        status: u16,
+    ) {
+        self.metrics.limit_refusals.inc(limit);
         tracing::info!(
             socket_id = conn.socket_id(),
             channel,
-            limit = over.name(),
-            "subscription refused: {over}"
+            limit,
+            "subscription refused: {message}"
         );
-        self.subscription_error(
+        self.subscription_error(conn, channel, "LimitReached", message, status);
+    }
+
+    /// Refuses a presence subscribe whose member is over a limit, with
+    /// status 4301 (as Soketi answers an oversized member).
+    fn member_refused(&self, conn: &Connection, channel: &str, over: MemberLimit) {
+        self.limit_refused(
             conn,
             channel,
-            "LimitReached",
+            over.name(),
             &format!("Presence member refused: {over}"),
             code::OVER_LIMIT,
         );
