@@ -336,7 +336,13 @@ impl Client {
     ///
     /// [`Error::Closed`] if the client is closed (before or by this overflow).
     pub fn send_frame(&self, frame: Frame) -> Result<()> {
-        match self.0.enqueue(frame, false) {
+        self.send(frame, false)
+    }
+
+    /// Enqueues one frame to this client and cleans up after an overflow
+    /// that shut it.
+    fn send(&self, frame: Frame, force: bool) -> Result<()> {
+        match self.0.enqueue(frame, force) {
             Enqueued::Queued | Enqueued::Dropped => Ok(()),
             Enqueued::Shut => {
                 self.close_deferred();
@@ -362,14 +368,7 @@ impl Client {
         // like a broadcast, so under `DropMessage` it is silently dropped.
         #[cfg(loom_mutant = "reply_dropped")]
         let force = false;
-        match self.0.enqueue(frame, force) {
-            Enqueued::Queued | Enqueued::Dropped => Ok(()),
-            Enqueued::Shut => {
-                self.close_deferred();
-                Err(Error::Closed)
-            }
-            Enqueued::Closed => Err(Error::Closed),
-        }
+        self.send(frame, force)
     }
 
     /// For transports: the bytes this transport holds for the client that

@@ -523,10 +523,10 @@ impl Hub {
         let except = except.map(|c| &c.0);
         let mut shut = Vec::new();
         ch.slots.for_each_chunk(|chunk| {
-            // Pass 1: plain loads of each member's hot line and queue tail,
-            // no fence between them, so up to 16 cache misses overlap
-            // instead of waiting on each other behind the locked
-            // read-modify-writes of pass 2.
+            // Pass 1: a plain load of each member's hot line, no fence
+            // between them, so up to 16 cache misses overlap instead of
+            // waiting on each other behind the locked read-modify-writes
+            // of pass 2.
             let mut open = [false; 16];
             for (slot, member) in open.iter_mut().zip(chunk) {
                 *slot = member.as_ref().is_some_and(|m| m.outbox.warm());
@@ -856,18 +856,15 @@ impl HubInner {
         }
     }
 
-    /// A join that failed after creating (or finding) the channel must not
-    /// leave it empty in the table: destroy it as the last leaver would.
-    /// Caller holds the channel's `state`.
+    /// Destroys an empty channel: marks it dead and removes it from the
+    /// table (R6). Called by the last leaver, and by a join that failed
+    /// after creating (or finding) the channel, so that it is never left
+    /// empty in the table. Caller holds the channel's `state`.
     fn discard_if_empty(&self, ch: &Arc<Channel>, state: &mut ChannelState) {
-        if state.members == 0 && !state.dead {
-            state.dead = true;
-            self.forget(ch);
+        if state.members > 0 || state.dead {
+            return;
         }
-    }
-
-    /// Removes a dead channel from the table (caller holds its `state`).
-    fn forget(&self, ch: &Arc<Channel>) {
+        state.dead = true;
         let removed = self
             .channels
             .remove_if(&ch.name, |_, current| Arc::ptr_eq(current, ch));
@@ -900,10 +897,7 @@ impl HubInner {
         }
         if state.members == 0 {
             #[cfg(not(loom_mutant = "dead_channel"))]
-            {
-                state.dead = true;
-                self.forget(ch);
-            }
+            self.discard_if_empty(ch, &mut state);
             #[cfg(loom_mutant = "dead_channel")]
             {
                 // Mutant: forget the channel without marking it dead, so a

@@ -113,8 +113,8 @@ pub(crate) struct Outbox {
     unsent: AtomicU64,
     /// The byte bound (R34).
     limit_bytes: u64,
-    /// An optional bound in frames on top of it (`u64::MAX >> BYTE_BITS`
-    /// when none).
+    /// An optional bound in frames on top of it ([`MAX_FRAMES`] when
+    /// none).
     limit_frames: u64,
     queue: SegQueue<Frame>,
 }
