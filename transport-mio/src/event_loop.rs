@@ -32,6 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::config::AcceptMode;
 use crate::connection::{Connection, LoopCtx, Outcome};
+use crate::http::HttpResponse;
 use crate::server::SocketRefusal;
 use crate::slots::Slots;
 use crate::stats::Counters;
@@ -221,11 +222,12 @@ impl EventLoop {
                 tracing::debug!(%peer, "max_connections_per_ip reached: 429");
                 // Best effort on a fresh socket: its send buffer is empty,
                 // so the short answer fits; then the socket is dropped.
+                let response =
+                    HttpResponse::text(429, "too many connections from your address (limit)\n");
+                let mut answer = response.encode_head(false).to_vec();
+                answer.extend_from_slice(&response.body);
                 let mut socket = socket;
-                let _ = io::Write::write(
-                    &mut socket,
-                    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 47\r\nConnection: close\r\n\r\ntoo many connections from your address (limit)\n",
-                );
+                let _ = io::Write::write(&mut socket, &answer);
                 return;
             }
         }
