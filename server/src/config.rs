@@ -413,6 +413,12 @@ impl Default for ClientLimits {
     }
 }
 
+/// A setting's value: the flag (or its variable), else the file's, else
+/// the default.
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
+}
+
 /// A configuration that cannot be run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -474,74 +480,55 @@ impl Settings {
             apps.push(AppConfig::dev());
         }
         let s = Self {
-            bind: cli.bind.or(file.bind).unwrap_or(d.bind),
-            workers: cli.workers.or(file.workers).unwrap_or(d.workers),
-            max_connections: cli
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(d.max_connections),
-            activity_timeout: cli
-                .activity_timeout
-                .or(file.activity_timeout)
-                .unwrap_or(d.activity_timeout),
-            max_message_size: cli
-                .max_message_size
-                .or(file.max_message_size)
-                .unwrap_or(d.max_message_size),
-            client_buffer: cli
-                .client_buffer
-                .or(file.client_buffer)
-                .unwrap_or(d.client_buffer),
+            bind: pick(cli.bind, file.bind, d.bind),
+            workers: pick(cli.workers, file.workers, d.workers),
+            max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
+            activity_timeout: pick(
+                cli.activity_timeout,
+                file.activity_timeout,
+                d.activity_timeout,
+            ),
+            max_message_size: pick(
+                cli.max_message_size,
+                file.max_message_size,
+                d.max_message_size,
+            ),
+            client_buffer: pick(cli.client_buffer, file.client_buffer, d.client_buffer),
             outbox: cli.outbox.or(file.outbox),
-            max_presence_members: cli
-                .max_presence_members
-                .or(file.max_presence_members)
-                .unwrap_or(d.max_presence_members),
-            max_subscriptions_per_connection: cli
-                .max_subscriptions_per_connection
-                .or(file.max_subscriptions_per_connection)
-                .unwrap_or(d.max_subscriptions_per_connection),
-            max_channels: cli
-                .max_channels
-                .or(file.max_channels)
-                .unwrap_or(d.max_channels),
-            max_http_buffer: cli
-                .max_http_buffer
-                .or(file.max_http_buffer)
-                .unwrap_or(d.max_http_buffer),
-            max_connections_per_ip: cli
-                .max_connections_per_ip
-                .or(file.max_connections_per_ip)
-                .unwrap_or(d.max_connections_per_ip),
-            silent_timeout: cli
-                .silent_timeout
-                .or(file.silent_timeout)
-                .unwrap_or(d.silent_timeout),
+            max_presence_members: pick(
+                cli.max_presence_members,
+                file.max_presence_members,
+                d.max_presence_members,
+            ),
+            max_subscriptions_per_connection: pick(
+                cli.max_subscriptions_per_connection,
+                file.max_subscriptions_per_connection,
+                d.max_subscriptions_per_connection,
+            ),
+            max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
+            max_http_buffer: pick(cli.max_http_buffer, file.max_http_buffer, d.max_http_buffer),
+            max_connections_per_ip: pick(
+                cli.max_connections_per_ip,
+                file.max_connections_per_ip,
+                d.max_connections_per_ip,
+            ),
+            silent_timeout: pick(cli.silent_timeout, file.silent_timeout, d.silent_timeout),
             metrics_bind: cli.metrics_bind.or(file.metrics_bind),
-            max_user_id_length: cli
-                .max_user_id_length
-                .or(file.max_user_id_length)
-                .unwrap_or(d.max_user_id_length),
-            max_member_size: cli
-                .max_member_size
-                .or(file.max_member_size)
-                .unwrap_or(d.max_member_size),
-            slow_consumer: cli
-                .slow_consumer
-                .or(file.slow_consumer)
-                .unwrap_or(d.slow_consumer),
-            log_level: cli
-                .log_level
-                .clone()
-                .or(file.log_level)
-                .unwrap_or(d.log_level),
+            max_user_id_length: pick(
+                cli.max_user_id_length,
+                file.max_user_id_length,
+                d.max_user_id_length,
+            ),
+            max_member_size: pick(cli.max_member_size, file.max_member_size, d.max_member_size),
+            slow_consumer: pick(cli.slow_consumer, file.slow_consumer, d.slow_consumer),
+            log_level: pick(cli.log_level.clone(), file.log_level, d.log_level),
             redis: cli.redis.clone().or(file.redis),
-            redis_namespace: cli
-                .redis_namespace
-                .clone()
-                .or(file.redis_namespace)
-                .unwrap_or(d.redis_namespace),
-            node_ttl: cli.node_ttl.or(file.node_ttl).unwrap_or(d.node_ttl),
+            redis_namespace: pick(
+                cli.redis_namespace.clone(),
+                file.redis_namespace,
+                d.redis_namespace,
+            ),
+            node_ttl: pick(cli.node_ttl, file.node_ttl, d.node_ttl),
             apps,
             dev_app,
         };
