@@ -8,7 +8,7 @@ use realtime::{Client, MessageType};
 use realtime_mio::{Handler, HttpResponse, Request, Upgrade};
 
 use crate::gateway::{Gateway, UpgradeDecision};
-use crate::http_api::HttpRequest;
+use crate::http_api::{HttpReply, HttpRequest};
 
 /// Serves the Pusher protocol and the HTTP API on `realtime-mio`.
 #[derive(Debug, Clone)]
@@ -68,23 +68,28 @@ impl Handler for PusherHandler {
     }
 
     fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
-        let reply = self.gateway.http_head(&HttpRequest {
-            method: &req.method,
-            path: &req.path,
-            query: &req.query,
-        })?;
-        Some(HttpResponse::new(reply.status, reply.body).header("Content-Type", reply.content_type))
+        self.gateway.http_head(&req.into()).map(HttpResponse::from)
     }
 
     fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
-        let reply = self.gateway.http(
-            &HttpRequest {
-                method: &req.method,
-                path: &req.path,
-                query: &req.query,
-            },
-            &body,
-        );
+        self.gateway.http(&req.into(), &body).into()
+    }
+}
+
+/// The transport's request as the HTTP API reads it.
+impl<'a> From<&'a Request> for HttpRequest<'a> {
+    fn from(req: &'a Request) -> Self {
+        Self {
+            method: &req.method,
+            path: &req.path,
+            query: &req.query,
+        }
+    }
+}
+
+/// The HTTP API's answer as the transport writes it.
+impl From<HttpReply> for HttpResponse {
+    fn from(reply: HttpReply) -> Self {
         HttpResponse::new(reply.status, reply.body).header("Content-Type", reply.content_type)
     }
 }

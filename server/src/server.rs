@@ -393,16 +393,7 @@ fn start_metrics(gateway: &Arc<Gateway>, bind: std::net::SocketAddr) -> std::io:
                     "only /up and /metrics are served here\n",
                 );
             }
-            let reply = self.0.http(
-                &crate::http_api::HttpRequest {
-                    method: &req.method,
-                    path: &req.path,
-                    query: &req.query,
-                },
-                b"",
-            );
-            realtime_mio::HttpResponse::new(reply.status, reply.body)
-                .header("Content-Type", reply.content_type)
+            self.0.http(&req.into(), b"").into()
         }
     }
     let config = Config {
