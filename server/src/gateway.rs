@@ -403,6 +403,23 @@ impl Gateway {
         }
     }
 
+    /// Counts an inbound message of `len` bytes and resets the activity
+    /// clock of its connection; the app and the connection, unless the
+    /// client belongs to none (closed meanwhile).
+    fn received(
+        &self,
+        client: &Client,
+        len: usize,
+        now: Instant,
+    ) -> Option<(&Arc<App>, Arc<Connection>)> {
+        metrics::inc(&self.metrics.messages_in);
+        metrics::add(&self.metrics.bytes_in, len as u64);
+        let app = self.app_of(client)?;
+        let conn = app.connection(client)?;
+        conn.touch(self.clock(now));
+        Some((app, conn))
+    }
+
     /// Handles one inbound message of `client`.
     pub fn handle_message(&self, client: &Client, data: &[u8]) {
         self.handle_message_at(client, data, Instant::now());
@@ -413,12 +430,9 @@ impl Gateway {
     /// counted and logged; the connection stays open, and the message
     /// counts as activity like any other.
     pub fn handle_binary(&self, client: &Client, len: usize) {
-        metrics::inc(&self.metrics.messages_in);
-        metrics::add(&self.metrics.bytes_in, len as u64);
-        let Some(conn) = self.connection(client) else {
+        let Some((_, conn)) = self.received(client, len, Instant::now()) else {
             return;
         };
-        conn.touch(self.clock(Instant::now()));
         metrics::inc(&self.metrics.binary_messages);
         tracing::debug!(socket_id = conn.socket_id(), len, "binary message refused");
         self.send_error(
@@ -430,12 +444,9 @@ impl Gateway {
 
     /// [`Gateway::handle_message`] at a given time.
     pub fn handle_message_at(&self, client: &Client, data: &[u8], now: Instant) {
-        metrics::inc(&self.metrics.messages_in);
-        metrics::add(&self.metrics.bytes_in, data.len() as u64);
-        let (Some(app), Some(conn)) = (self.app_of(client), self.connection(client)) else {
+        let Some((app, conn)) = self.received(client, data.len(), now) else {
             return;
         };
-        conn.touch(self.clock(now));
         let Ok(text) = std::str::from_utf8(data) else {
             self.send_error(client, "Messages must be UTF-8 JSON text", None);
             return;
