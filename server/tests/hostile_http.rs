@@ -160,13 +160,7 @@ fn sockets_past_the_per_address_limit_get_429_and_other_addresses_are_served() {
     );
     // Publishing needs a socket from 127.0.0.1 too: free one first.
     drop(held);
-    eventually("the address to be freed", || {
-        raw(
-            addr,
-            b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .0 == 200
-    });
+    eventually("the address to be freed", || up(addr).0 == 200);
     control.still_served(addr);
     server.shutdown();
 }
@@ -206,10 +200,7 @@ fn health_and_metrics_answer_on_their_own_listener_when_the_main_port_is_full() 
         assert!(idle.len() < 1_000, "the socket cap never showed");
     }
     let metrics_addr = server.metrics_addr().unwrap();
-    let (status, _) = raw(
-        metrics_addr,
-        b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
+    let (status, _) = up(metrics_addr);
     assert_eq!(status, 200);
     let (status, text) = raw(
         metrics_addr,
@@ -223,13 +214,7 @@ fn health_and_metrics_answer_on_their_own_listener_when_the_main_port_is_full() 
     );
     assert_eq!(status, 404, "only health and metrics there");
     drop(idle);
-    eventually("the main port to serve again", || {
-        raw(
-            addr,
-            b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .0 == 200
-    });
+    eventually("the main port to serve again", || up(addr).0 == 200);
     control.still_served(addr);
     server.shutdown();
 }
@@ -264,4 +249,12 @@ fn a_body_of_one_byte_chunks_is_decoded_and_published() {
     assert_eq!(next(&mut control.0)["event"], "chunked-event");
     control.still_served(addr);
     server.shutdown();
+}
+
+/// `GET /up` on a fresh connection: the status and the response.
+fn up(addr: std::net::SocketAddr) -> (u16, String) {
+    raw(
+        addr,
+        b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
 }
