@@ -8,7 +8,8 @@
 //! activity (it clears the outstanding ping; see `Connection::touch`): a
 //! message through `Gateway::handle_message`, a WebSocket ping or pong or
 //! a fragment through `Gateway::activity` (the transport's
-//! `Handler::on_activity`).
+//! `Handler::on_activity`). Both stamp the node's `Clock`, which
+//! [`Activity`] reads.
 //!
 //! One sweeper thread scans every connection once per `interval` (a
 //! second by default): O(connections) per sweep, no per-connection timer.
@@ -20,7 +21,10 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::gateway::{Gateway, PONG_TIMEOUT};
+use crate::app::Apps;
+use crate::connection::Clock;
+use crate::gateway::PONG_TIMEOUT;
+use crate::metrics::Metrics;
 use crate::protocol::{self, code};
 
 /// What one sweep did.
@@ -32,14 +36,33 @@ pub struct Swept {
     pub closed: usize,
 }
 
-impl Gateway {
+/// The activity timeout of a node's connections.
+#[derive(Debug)]
+pub struct Activity {
+    apps: Arc<Apps>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    /// The advertised activity timeout, seconds.
+    timeout: u64,
+}
+
+impl Activity {
+    pub(crate) fn new(apps: Arc<Apps>, metrics: Arc<Metrics>, clock: Clock, timeout: u64) -> Self {
+        Self {
+            apps,
+            metrics,
+            clock,
+            timeout,
+        }
+    }
+
     /// Pings quiet clients and closes unresponsive ones, as of `now`.
     pub fn sweep(&self, now: Instant) -> Swept {
-        let now_ms = self.clock(now);
-        let timeout_ms = self.activity_timeout().saturating_mul(1000);
+        let now_ms = self.clock.ms(now);
+        let timeout_ms = self.timeout.saturating_mul(1000);
         let pong_ms = PONG_TIMEOUT.as_millis() as u64;
         let mut swept = Swept::default();
-        for app in self.apps() {
+        for app in self.apps.all() {
             for conn in app.connections() {
                 let ping = conn.ping_sent();
                 if ping != 0 {
@@ -47,7 +70,7 @@ impl Gateway {
                         tracing::debug!(socket_id = conn.socket_id(), "pong not received: closing");
                         conn.client()
                             .close_with(code::PONG_TIMEOUT, "Pong reply not received");
-                        self.close(conn.client());
+                        self.apps.forget(conn.client(), &self.metrics);
                         swept.closed += 1;
                     }
                 } else if now_ms.saturating_sub(conn.last_seen()) >= timeout_ms {
@@ -65,7 +88,7 @@ impl Gateway {
     }
 }
 
-/// The sweeper thread; stops when dropped or when the gateway is gone.
+/// The sweeper thread; stops when dropped or when the node is gone.
 #[derive(Debug)]
 pub struct Sweeper {
     stop: Arc<AtomicBool>,
@@ -73,14 +96,14 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
-    /// Starts sweeping `gateway` every `interval`.
+    /// Starts sweeping with `activity` every `interval`.
     ///
     /// # Errors
     ///
     /// The thread could not be spawned.
-    pub fn start(gateway: &Arc<Gateway>, interval: Duration) -> std::io::Result<Self> {
+    pub fn start(activity: &Arc<Activity>, interval: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let weak: Weak<Gateway> = Arc::downgrade(gateway);
+        let weak: Weak<Activity> = Arc::downgrade(activity);
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("activity-sweeper".into())

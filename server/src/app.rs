@@ -14,19 +14,20 @@
 //! and checks the HMAC in constant time; for presence channels it turns
 //! the signed `channel_data` into the roster [`Member`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use realtime::{AuthRequest, AuthResult, ChannelType, Client, Frame, Hub, Member, PresenceMode};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::auth;
-use crate::cluster::{ClusterPresenceEncoder, ClusterRoster};
-use crate::config::{AppConfig, ClientLimits, SlowConsumer};
+use crate::config::{AppConfig, ClientLimits, Settings, SlowConsumer};
 use crate::connection::Connection;
-use crate::presence_encoder::PusherPresenceEncoder;
+use crate::member::parse_channel_data;
+use crate::metrics::{self, AppGauges, Metrics};
+use crate::presence::{ClusterPresenceEncoder, ClusterRoster, PusherPresenceEncoder};
+use crate::protocol::code;
 
 /// The per-subscribe credentials handed to the authorizer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,138 +38,6 @@ pub struct SubscribeParams {
     pub auth: String,
     /// The exact `channel_data` string (presence).
     pub channel_data: Option<String>,
-}
-
-/// A presence member as signed in `channel_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelData {
-    /// `user_id`, as a string (numbers are spelled as sent).
-    pub user_id: String,
-    /// `user_info` JSON as sent, empty if absent.
-    pub user_info: String,
-}
-
-#[derive(Deserialize)]
-struct RawChannelData<'a> {
-    #[serde(borrow)]
-    user_id: &'a RawValue,
-    #[serde(borrow, default)]
-    user_info: Option<&'a RawValue>,
-}
-
-/// Parses `channel_data`: a JSON object with a string or number
-/// `user_id` (required, non-empty) and any `user_info`.
-pub fn parse_channel_data(text: &str) -> Option<ChannelData> {
-    let raw: RawChannelData<'_> = serde_json::from_str(text).ok()?;
-    let user_id = match serde_json::from_str::<serde_json::Value>(raw.user_id.get()).ok()? {
-        serde_json::Value::String(s) => s,
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    if user_id.is_empty() {
-        return None;
-    }
-    Some(ChannelData {
-        user_id,
-        user_info: raw
-            .user_info
-            .map(|r| r.get().to_owned())
-            .unwrap_or_default(),
-    })
-}
-
-/// Parses sign-in `user_data`: a JSON object with a non-empty string or
-/// number `id` and any `user_info` (kept as sent), as a [`ChannelData`]
-/// (`user_id` is the `id`).
-pub fn parse_user_data(text: &str) -> Option<ChannelData> {
-    #[derive(Deserialize)]
-    struct RawUserData<'a> {
-        #[serde(borrow)]
-        id: &'a RawValue,
-        #[serde(borrow, default)]
-        user_info: Option<&'a RawValue>,
-    }
-    let raw: RawUserData<'_> = serde_json::from_str(text).ok()?;
-    let id = match serde_json::from_str::<serde_json::Value>(raw.id.get()).ok()? {
-        serde_json::Value::String(s) if !s.is_empty() => s,
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    Some(ChannelData {
-        user_id: id,
-        user_info: raw
-            .user_info
-            .map(|r| r.get().to_owned())
-            .unwrap_or_default(),
-    })
-}
-
-/// A presence identity over one of the app's member limits (R35).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberLimit {
-    /// `user_id` (or sign-in `id`) longer than `max_user_id_length`.
-    UserIdLength {
-        /// Its length, in characters.
-        len: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// `user_info` larger than `max_member_size`.
-    MemberSize {
-        /// Its size, in bytes of the JSON as sent.
-        len: usize,
-        /// The limit.
-        limit: usize,
-    },
-}
-
-impl MemberLimit {
-    /// The limit's configuration name, which is also its counter label.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::UserIdLength { .. } => "max_user_id_length",
-            Self::MemberSize { .. } => "max_member_size",
-        }
-    }
-}
-
-impl std::fmt::Display for MemberLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match *self {
-            Self::UserIdLength { len, limit } => write!(
-                f,
-                "user_id is {len} characters long: at most {limit} are allowed (max_user_id_length)"
-            ),
-            Self::MemberSize { len, limit } => write!(
-                f,
-                "user_info is {len} bytes: presence member data is at most {limit} bytes (max_member_size)"
-            ),
-        }
-    }
-}
-
-/// Checks a presence identity against `limits`: the user id in characters,
-/// `user_info` in bytes of its JSON as sent (what rosters carry byte for
-/// byte, R10).
-///
-/// # Errors
-///
-/// The first limit the identity is over.
-pub fn check_member(limits: &ClientLimits, member: &ChannelData) -> Result<(), MemberLimit> {
-    let len = member.user_id.chars().count();
-    if len > limits.max_user_id_length {
-        return Err(MemberLimit::UserIdLength {
-            len,
-            limit: limits.max_user_id_length,
-        });
-    }
-    if member.user_info.len() > limits.max_member_size {
-        return Err(MemberLimit::MemberSize {
-            len: member.user_info.len(),
-            limit: limits.max_member_size,
-        });
-    }
-    Ok(())
 }
 
 /// The authorizer of one app: checks Pusher subscription signatures.
@@ -208,6 +77,8 @@ pub struct App {
     users: DashMap<String, HashSet<u64>>,
     /// Cluster mode: the cluster-wide presence roster.
     cluster: Option<Arc<ClusterRoster>>,
+    /// Where fan-outs are recorded.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for App {
@@ -222,15 +93,16 @@ impl std::fmt::Debug for App {
 impl App {
     /// An app with a fresh Hub.
     pub fn new(config: AppConfig, limits: ClientLimits) -> Self {
-        Self::with_cluster(config, limits, None)
+        Self::with_cluster(config, limits, None, Arc::default())
     }
 
     /// An app whose presence is cluster-wide when `cluster` is given: the
     /// Hub gets the cluster presence encoder reading that roster.
-    pub fn with_cluster(
+    pub(crate) fn with_cluster(
         config: AppConfig,
         limits: ClientLimits,
         cluster: Option<Arc<ClusterRoster>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let (key, secret) = (config.key.clone(), config.secret.clone());
         let policy = match limits.slow_consumer {
@@ -262,6 +134,7 @@ impl App {
             sockets: DashMap::new(),
             users: DashMap::new(),
             cluster,
+            metrics,
         }
     }
 
@@ -361,67 +234,132 @@ impl App {
 
     /// Delivers an encoded Pusher frame to this node's subscribers of
     /// `channel`, except the connection with socket id `except`.
+    /// The fan-out's size and time go to the `realtime_fanout_*`
+    /// histograms.
     pub fn deliver(&self, channel: &str, frame: Frame, except: Option<&str>) {
+        let start = std::time::Instant::now();
         let except = except.and_then(|s| self.by_socket_id(s));
         let except = except.as_ref().map(|c| c.client());
+        let recipients = self.hub.channel_count(channel);
         if let Err(e) = self.hub.broadcast_frame(channel, frame, except) {
             tracing::debug!(app = %self.config.id, channel, error = %e, "broadcast refused");
+            return;
         }
+        self.metrics.fanout(recipients, start.elapsed());
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Every app of a node, by key and by id; the one place that maps a Hub
+/// client back to its app (its `auth` bytes are the app key) and forgets a
+/// closed connection.
+#[derive(Debug)]
+pub struct Apps {
+    list: Vec<Arc<App>>,
+    by_key: HashMap<String, Arc<App>>,
+    by_id: HashMap<String, Arc<App>>,
+}
 
-    #[test]
-    fn channel_data_needs_a_user_id_and_keeps_info_verbatim() {
-        let cd = parse_channel_data(r#"{"user_id":7,"user_info":{"n":  "A"}}"#).unwrap();
-        assert_eq!(cd.user_id, "7");
-        assert_eq!(cd.user_info, r#"{"n":  "A"}"#);
-        assert_eq!(
-            parse_channel_data(r#"{"user_id":"u"}"#).unwrap().user_info,
-            ""
-        );
-        assert!(parse_channel_data(r#"{"user_info":{}}"#).is_none());
-        assert!(parse_channel_data(r#"{"user_id":""}"#).is_none());
-        assert!(parse_channel_data(r#"{"user_id":[1]}"#).is_none());
-        assert!(parse_channel_data("nope").is_none());
+impl Apps {
+    /// The apps of `settings`; in cluster mode (`settings.redis`) each
+    /// carries a cluster roster with this `node` id.
+    pub(crate) fn new(settings: &Settings, node: &str, metrics: &Arc<Metrics>) -> Self {
+        let list: Vec<Arc<App>> = settings
+            .apps
+            .iter()
+            .map(|a| {
+                let roster = settings
+                    .redis
+                    .as_ref()
+                    .map(|_| Arc::new(ClusterRoster::new(node.to_owned())));
+                Arc::new(App::with_cluster(
+                    a.clone(),
+                    settings.client_limits(a),
+                    roster,
+                    Arc::clone(metrics),
+                ))
+            })
+            .collect();
+        let index = |f: fn(&AppConfig) -> &String| {
+            list.iter()
+                .map(|a| (f(a.config()).clone(), Arc::clone(a)))
+                .collect()
+        };
+        Self {
+            by_key: index(|c| &c.key),
+            by_id: index(|c| &c.id),
+            list,
+        }
     }
 
-    #[test]
-    fn user_data_keeps_info_verbatim_and_needs_an_id() {
-        let u = parse_user_data(r#"{"id":"u1","user_info":{"n":  1},"watchlist":[]}"#).unwrap();
-        assert_eq!(
-            (u.user_id.as_str(), u.user_info.as_str()),
-            ("u1", r#"{"n":  1}"#)
-        );
-        assert_eq!(parse_user_data(r#"{"id":42}"#).unwrap().user_id, "42");
-        assert!(parse_user_data(r#"{"id":""}"#).is_none());
-        assert!(parse_user_data(r#"{"user_info":{}}"#).is_none());
+    /// Every app.
+    pub fn all(&self) -> &[Arc<App>] {
+        &self.list
     }
 
-    #[test]
-    fn member_limits_count_id_characters_and_info_bytes() {
-        let limits = ClientLimits {
-            max_user_id_length: 3,
-            max_member_size: 4,
-            ..ClientLimits::default()
+    /// The app with this key.
+    pub fn by_key(&self, key: &str) -> Option<&Arc<App>> {
+        self.by_key.get(key)
+    }
+
+    /// The app with this id.
+    pub fn by_id(&self, id: &str) -> Option<&Arc<App>> {
+        self.by_id.get(id)
+    }
+
+    /// The app `client` belongs to.
+    pub fn of(&self, client: &Client) -> Option<&Arc<App>> {
+        std::str::from_utf8(client.auth())
+            .ok()
+            .and_then(|k| self.by_key.get(k))
+    }
+
+    /// The protocol state of `client`.
+    pub fn connection(&self, client: &Client) -> Option<Arc<Connection>> {
+        self.of(client)?.connection(client)
+    }
+
+    /// Live connections, all apps.
+    pub fn connection_count(&self) -> usize {
+        self.list.iter().map(|a| a.connection_count()).sum()
+    }
+
+    /// Forgets a closed client: its connection state goes, its drops and
+    /// the reason it ended are counted.
+    pub(crate) fn forget(&self, client: &Client, metrics: &Metrics) {
+        let Some(app) = self.of(client) else {
+            return;
         };
-        let m = |id: &str, info: &str| ChannelData {
-            user_id: id.into(),
-            user_info: info.into(),
+        if app.remove(client).is_none() {
+            return;
+        }
+        metrics.dropped_frames_closed.inc_by(client.drops());
+        let reason = match client.close_reason() {
+            Some((code::PONG_TIMEOUT, _)) => "pong_timeout".to_owned(),
+            Some((code::UNAUTHORIZED, _)) => "terminated".to_owned(),
+            Some((code::RESTARTING, _)) => "shutdown".to_owned(),
+            Some((c, _)) => format!("code_{c}"),
+            None => "closed".to_owned(),
         };
-        assert_eq!(
-            check_member(&limits, &m("ééé", "[1,2]"))
-                .unwrap_err()
-                .name(),
-            "max_member_size"
-        );
-        assert!(check_member(&limits, &m("ééé", "[12]")).is_ok());
-        assert_eq!(
-            check_member(&limits, &m("abcd", "")),
-            Err(MemberLimit::UserIdLength { len: 4, limit: 3 })
-        );
+        metrics::inc(&metrics.disconnects, "reason", reason);
+    }
+
+    /// The per-app values `/metrics` samples.
+    pub(crate) fn gauges(&self) -> Vec<AppGauges> {
+        self.list
+            .iter()
+            .map(|a| AppGauges {
+                app: a.id().to_owned(),
+                connections: a.connection_count(),
+                channels: a.hub().channels().len(),
+                dropped_live: a.connections().iter().map(|c| c.client().drops()).sum(),
+            })
+            .collect()
+    }
+
+    /// Closes every Hub (every client); later operations fail.
+    pub fn close_all(&self) {
+        for app in &self.list {
+            app.hub().close();
+        }
     }
 }

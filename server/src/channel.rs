@@ -28,14 +28,6 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    /// Whether joins must be signed.
-    pub fn needs_auth(self) -> bool {
-        matches!(
-            self,
-            Self::Private | Self::PrivateEncrypted | Self::Presence
-        )
-    }
-
     /// Whether `client-*` events may be sent on it.
     pub fn allows_client_events(self) -> bool {
         matches!(self, Self::Private | Self::Presence)
@@ -75,18 +67,6 @@ fn allowed(b: u8) -> bool {
 /// # Errors
 ///
 /// [`NameError`] for an empty, too long or badly spelled name.
-///
-/// # Examples
-///
-/// ```
-/// use realtime_server::channel::{classify, ChannelKind};
-///
-/// assert_eq!(classify("orders"), Ok(ChannelKind::Public));
-/// assert_eq!(classify("private-encrypted-x"), Ok(ChannelKind::PrivateEncrypted));
-/// assert_eq!(classify("presence-room.1"), Ok(ChannelKind::Presence));
-/// assert_eq!(classify("#server-to-user-42"), Ok(ChannelKind::ServerToUser));
-/// assert!(classify("a b").is_err());
-/// ```
 pub fn classify(name: &str) -> Result<ChannelKind, NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -114,14 +94,24 @@ pub fn classify(name: &str) -> Result<ChannelKind, NameError> {
     })
 }
 
-/// The delivery channel of a signed-in user.
-pub fn server_to_user(user_id: &str) -> String {
-    format!("{SERVER_TO_USER_PREFIX}{user_id}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_classify_by_prefix() {
+        assert_eq!(classify("orders"), Ok(ChannelKind::Public));
+        assert_eq!(
+            classify("private-encrypted-x"),
+            Ok(ChannelKind::PrivateEncrypted)
+        );
+        assert_eq!(classify("presence-room.1"), Ok(ChannelKind::Presence));
+        assert_eq!(
+            classify("#server-to-user-42"),
+            Ok(ChannelKind::ServerToUser)
+        );
+        assert!(classify("a b").is_err());
+    }
 
     #[test]
     fn names_are_limited_to_164_characters_of_the_alphabet() {
@@ -148,7 +138,5 @@ mod tests {
         assert_eq!(classify("presence"), Ok(ChannelKind::Public));
         assert!(ChannelKind::Private.allows_client_events());
         assert!(!ChannelKind::PrivateEncrypted.allows_client_events());
-        assert!(!ChannelKind::Public.needs_auth());
-        assert!(ChannelKind::PrivateEncrypted.needs_auth());
     }
 }

@@ -18,6 +18,28 @@ use realtime::Client;
 
 use crate::rate_limit::TokenBucket;
 
+/// The activity clock of a node: milliseconds since its start, plus one
+/// (0 means "never"), shared by the protocol (which stamps inbound
+/// activity) and the sweeper (which compares).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// `now` on this clock.
+    pub(crate) fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64 + 1
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere cannot leave these plain maps half-updated.
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -1,5 +1,6 @@
 //! The `realtime-mio` adapter: a thin [`Handler`] that forwards every
-//! transport callback to the [`Gateway`].
+//! WebSocket callback to the node's [`Gateway`] and every plain HTTP
+//! request to its [`HttpApi`].
 
 use std::sync::Arc;
 
@@ -8,18 +9,23 @@ use realtime::{Client, MessageType};
 use realtime_mio::{Handler, HttpResponse, Request, Upgrade};
 
 use crate::gateway::{Gateway, UpgradeDecision};
-use crate::http_api::{HttpReply, HttpRequest};
+use crate::http_api::HttpApi;
+use crate::node::Node;
 
 /// Serves the Pusher protocol and the HTTP API on `realtime-mio`.
 #[derive(Debug, Clone)]
-pub struct PusherHandler {
+pub(crate) struct PusherHandler {
     gateway: Arc<Gateway>,
+    api: Arc<HttpApi>,
 }
 
 impl PusherHandler {
-    /// A handler over `gateway`.
-    pub fn new(gateway: Arc<Gateway>) -> Self {
-        Self { gateway }
+    /// A handler over `node`.
+    pub(crate) fn new(node: &Node) -> Self {
+        Self {
+            gateway: Arc::clone(node.gateway()),
+            api: Arc::clone(node.api()),
+        }
     }
 }
 
@@ -68,28 +74,10 @@ impl Handler for PusherHandler {
     }
 
     fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
-        self.gateway.http_head(&req.into()).map(HttpResponse::from)
+        self.api.http_head(req)
     }
 
     fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
-        self.gateway.http(&req.into(), &body).into()
-    }
-}
-
-/// The transport's request as the HTTP API reads it.
-impl<'a> From<&'a Request> for HttpRequest<'a> {
-    fn from(req: &'a Request) -> Self {
-        Self {
-            method: &req.method,
-            path: &req.path,
-            query: &req.query,
-        }
-    }
-}
-
-/// The HTTP API's answer as the transport writes it.
-impl From<HttpReply> for HttpResponse {
-    fn from(reply: HttpReply) -> Self {
-        HttpResponse::new(reply.status, reply.body).header("Content-Type", reply.content_type)
+        self.api.http(req, &body)
     }
 }

@@ -10,13 +10,6 @@ pub fn push_str(out: &mut String, s: &str) {
     realtime::push_json_str(out, s);
 }
 
-/// `s` as a JSON string literal.
-pub fn string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    push_str(&mut out, s);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -24,7 +17,9 @@ mod tests {
     #[test]
     fn escapes_round_trip_through_serde() {
         for s in ["", "plain", "q\"b\\n\n\r\t", "\u{1}\u{1f}", "é☃🎉"] {
-            let back: String = serde_json::from_str(&string(s)).unwrap();
+            let mut literal = String::new();
+            push_str(&mut literal, s);
+            let back: String = serde_json::from_str(&literal).unwrap();
             assert_eq!(back, s);
         }
     }

@@ -2,18 +2,28 @@
 //! Channels protocol v7, so that `pusher-js`, Laravel Echo and the official
 //! Pusher server SDKs work against it unchanged.
 //!
-//! The protocol layer ([`Gateway`]) holds every app's [`realtime::Hub`] and
-//! every connection's Pusher state, and needs no socket: tests drive it with
-//! `realtime::pipe()` connections. The transport adapter (`handler`) puts
-//! it on `realtime-mio`; the broadcasting bridge (`bridge`) publishes
-//! through a `broadcasting` driver; `run` wires it all for the binary.
+//! The public face:
+//!
+//! - [`start`] puts a node on a socket as the binary does and returns the
+//!   [`Running`] server; [`Settings`] (from a [`Cli`], a file or by hand)
+//!   says how; [`Error`] is what can stop it.
+//! - [`Node`] is one gateway node without sockets: its [`Apps`], the
+//!   Pusher protocol ([`Gateway`]), the HTTP API ([`HttpApi`]) and the
+//!   activity timeout ([`Activity`]) over one [`Bus`]. Tests and embedders
+//!   drive it with `realtime::pipe()` connections.
+//! - [`auth`] signs what Pusher clients and servers sign; [`code`] holds
+//!   Pusher's close and error codes.
+//!
+//! Everything else is private; ARCHITECTURE.md at the project root maps
+//! the modules.
 //!
 //! # Examples
 //!
 //! ```
-//! use realtime_server::{config::Settings, Gateway, UpgradeDecision};
+//! use realtime_server::{Node, Settings, UpgradeDecision};
 //!
-//! let gateway = Gateway::new(&Settings::default());
+//! let node = Node::new(&Settings::default()).unwrap();
+//! let gateway = node.gateway();
 //! let UpgradeDecision::Accept(app) = gateway.upgrade("/app/app-key", Some("7")) else { panic!() };
 //! let (conn, peer) = realtime::pipe();
 //! let client = app.hub().add(conn, UpgradeDecision::auth(&app)).unwrap();
@@ -24,34 +34,45 @@
 //! assert_eq!(peer.recv_text().unwrap(), r#"{"event":"pusher:pong","data":{}}"#);
 //! ```
 
-pub mod activity;
-pub mod app;
+mod activity;
+mod app;
 pub mod auth;
-pub mod bridge;
-pub mod bus;
-pub mod channel;
-pub mod cluster;
-pub mod config;
-pub mod connection;
-pub mod envelope;
-pub mod gateway;
-pub mod handler;
-pub mod http_api;
-pub mod json;
-pub mod metrics;
-pub mod presence_encoder;
-pub mod protocol;
-pub mod rate_limit;
-pub mod server;
+mod bus;
+mod channel;
+mod cluster;
+mod config;
+mod connection;
+mod error;
+mod fuzz;
+mod gateway;
+mod handler;
+mod http_api;
+mod json;
+mod member;
+mod metrics;
+mod node;
+mod presence;
+mod protocol;
+mod rate_limit;
+mod reply;
+mod samples;
+mod server;
+mod subscribe;
 
-#[doc(hidden)]
-pub mod fuzz;
-
-pub use app::App;
-pub use config::{Cli, Settings};
-pub use gateway::{Bus, Gateway, LocalBus, UpgradeDecision};
-pub use http_api::{HttpReply, HttpRequest};
-pub use presence_encoder::PusherPresenceEncoder;
+pub use activity::{Activity, Swept};
+pub use app::{App, Apps};
+pub use bus::{deliver, BroadcastBus, Bus, BusError, LocalBus};
+pub use config::{
+    parse_file, read_file, AppConfig, Cli, ClientLimits, FileConfig, Settings, SlowConsumer,
+};
+pub use connection::Connection;
+pub use error::Error;
+pub use gateway::{Gateway, UpgradeDecision, PONG_TIMEOUT};
+pub use http_api::{HttpApi, MAX_BATCH, MAX_CHANNELS_PER_EVENT, MAX_CLOCK_SKEW, MAX_EVENT_NAME};
+pub use node::Node;
+pub use presence::PusherPresenceEncoder;
+pub use protocol::code;
+pub use server::{start, transport_config, Running};
 
 #[doc(hidden)]
 pub use fuzz::{fuzz_http_api, fuzz_pusher_message};

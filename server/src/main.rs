@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use realtime_server::config::{Cli, Settings};
+use realtime_server::{Cli, Settings};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match realtime_server::server::start(&settings) {
+    let running = match realtime_server::start(&settings) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("realtime-server: cannot start on {}: {e}", settings.bind);

@@ -1,269 +1,293 @@
-//! Process counters and their Prometheus text rendering (`GET /metrics`).
+//! Process metrics, through the Prometheus project's own Rust client
+//! (`prometheus-client`): one [`Registry`], rendered as OpenMetrics text on
+//! `GET /metrics`.
 //!
-//! Counters are plain atomics bumped where things happen (`Relaxed`: each
-//! is a statistic read on its own). Labelled counters (disconnects by
-//! reason, HTTP requests by status, errors by code) sit in small mutexed
-//! maps: they change on rare paths, never on a broadcast. Gauges
-//! (connections, channels) are read from the Hubs at render time, and the
-//! transport's byte and frame counters are pulled through a provider the
-//! server installs.
+//! - **Counters** are bumped where things happen (an atomic add each).
+//!   Labelled ones (disconnects by reason, HTTP requests by status, errors
+//!   by code, limit refusals by limit) are `Family`s: a read-locked map,
+//!   touched on rare paths, never per recipient of a broadcast.
+//! - **Histograms** where a distribution matters: the time to serve an
+//!   HTTP request, the number of local recipients of a fan-out, and the
+//!   time a fan-out takes (bus event received → every recipient's outbox
+//!   has the frame). One observation per request or per broadcast.
+//! - **Sampled values** (connections and channels per app, frames dropped
+//!   for live clients) are read from the Hubs at render time
+//!   ([`Metrics::render`]); the transport's and the Redis driver's
+//!   counters come through collectors registered by the server
+//!   ([`Metrics::register_samples`]), read on each scrape.
+//!
+//! Counter names are registered without `_total`: the encoder appends it,
+//! so `realtime_messages_in` is exposed as `realtime_messages_in_total`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+use std::time::Duration;
 
-/// A labelled counter family.
-#[derive(Debug, Default)]
-pub struct Labelled(Mutex<BTreeMap<String, u64>>);
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
-impl Labelled {
-    /// Adds one to `label`.
-    pub fn inc(&self, label: impl Into<String>) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(label.into()).or_insert(0) += 1;
-    }
+/// One label, e.g. `("reason", "pong_timeout")`.
+pub(crate) type Label = [(&'static str, String); 1];
 
-    /// The count of `label`.
-    pub fn get(&self, label: &str) -> u64 {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(label).copied().unwrap_or(0)
-    }
+/// A counter family with one label.
+pub(crate) type Labelled = Family<Label, Counter>;
 
-    fn snapshot(&self) -> Vec<(String, u64)> {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
-    }
+/// Bumps `family` under `label = value`.
+pub(crate) fn inc(family: &Labelled, label: &'static str, value: impl Into<String>) {
+    family.get_or_create(&[(label, value.into())]).inc();
 }
 
-/// The gateway's counters.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// WebSocket connections opened.
-    pub connections_opened: AtomicU64,
-    /// WebSocket messages received from clients.
-    pub messages_in: AtomicU64,
-    /// Bytes of WebSocket messages received from clients.
-    pub bytes_in: AtomicU64,
-    /// Frames sent to single clients by the protocol layer (replies, errors).
-    pub replies_out: AtomicU64,
-    /// Events published (HTTP API and client events), per channel.
-    pub events_published: AtomicU64,
-    /// Client events accepted.
-    pub client_events: AtomicU64,
-    /// Subscriptions that succeeded.
-    pub subscriptions: AtomicU64,
-    /// Subscriptions refused.
-    pub subscription_errors: AtomicU64,
-    /// Frames dropped by the slow-consumer policy, for clients already gone.
-    pub dropped_frames_closed: AtomicU64,
-    /// Events the bus could not deliver.
-    pub bus_errors: AtomicU64,
-    /// Binary WebSocket messages refused (the protocol is JSON text).
-    pub binary_messages: AtomicU64,
-    /// Disconnects by reason.
-    pub disconnects: Labelled,
-    /// Refused upgrades by Pusher code.
-    pub refused: Labelled,
-    /// `pusher:error` frames sent, by code (`none` for codeless ones).
-    pub errors: Labelled,
-    /// HTTP requests by status.
-    pub http: Labelled,
-    /// Requests refused at a configured limit, by limit
-    /// (`max_presence_members`, `max_subscriptions_per_connection`,
-    /// `max_user_id_length`, `max_member_size`).
-    pub limit_refusals: Labelled,
+/// The count of `family` under `label = value`.
+#[cfg(test)]
+pub(crate) fn count(family: &Labelled, label: &'static str, value: &str) -> u64 {
+    family.get_or_create(&[(label, value.to_owned())]).get()
 }
 
-/// A counter helper.
-pub fn inc(c: &AtomicU64) {
-    // Relaxed: a statistic.
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// A counter helper.
-pub fn add(c: &AtomicU64, n: u64) {
-    // Relaxed: a statistic.
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
-/// A counter helper.
-pub fn get(c: &AtomicU64) -> u64 {
-    // Relaxed: a statistic.
-    c.load(Ordering::Relaxed)
-}
-
-/// Per-app gauges sampled at render time.
+/// Per-app values sampled at render time.
 #[derive(Debug, Clone, Default)]
-pub struct AppGauges {
+pub(crate) struct AppGauges {
     /// App id.
-    pub app: String,
+    pub(crate) app: String,
     /// Live connections.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Occupied channels.
-    pub channels: usize,
+    pub(crate) channels: usize,
     /// Frames dropped for live clients.
-    pub dropped_live: u64,
+    pub(crate) dropped_live: u64,
 }
 
-/// A Prometheus text writer.
-struct Out(String);
+/// Whether a sampled value only goes up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A counter (exposed with `_total`).
+    Counter,
+    /// A gauge.
+    Gauge,
+}
 
-impl Out {
-    fn head(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+/// A value read on each scrape: `(name, help, kind, value)`.
+pub(crate) type Sample = (&'static str, &'static str, Kind, u64);
+
+/// A collector over a function returning samples.
+struct Samples<F>(F);
+
+impl<F> std::fmt::Debug for Samples<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Samples")
     }
+}
 
-    fn one(&mut self, name: &str, kind: &str, help: &str, v: u64) {
-        self.head(name, kind, help);
-        let _ = writeln!(self.0, "{name} {v}");
-    }
-
-    fn labelled(&mut self, name: &str, kind: &str, help: &str, label: &str, vs: &[(String, u64)]) {
-        self.head(name, kind, help);
-        for (l, v) in vs {
-            let _ = writeln!(self.0, "{name}{{{label}=\"{}\"}} {v}", escape(l));
+impl<F: Fn() -> Vec<Sample> + Send + Sync + 'static> Collector for Samples<F> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, kind, v) in (self.0)() {
+            match kind {
+                Kind::Counter => {
+                    let c = ConstCounter::new(v);
+                    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+                }
+                Kind::Gauge => {
+                    let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+                    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+                }
+            }
         }
+        Ok(())
     }
 }
 
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The gateway's metrics.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Mutex<Registry>,
+    pub(crate) connections_opened: Counter,
+    pub(crate) messages_in: Counter,
+    pub(crate) bytes_in: Counter,
+    pub(crate) replies_out: Counter,
+    pub(crate) events_published: Counter,
+    pub(crate) client_events: Counter,
+    pub(crate) subscriptions: Counter,
+    pub(crate) subscription_errors: Counter,
+    /// Frames dropped by the slow-consumer policy, for clients already gone
+    /// (live clients' drops are sampled at render time).
+    pub(crate) dropped_frames_closed: Counter,
+    pub(crate) bus_errors: Counter,
+    pub(crate) binary_messages: Counter,
+    pub(crate) disconnects: Labelled,
+    pub(crate) refused: Labelled,
+    pub(crate) errors: Labelled,
+    pub(crate) http: Labelled,
+    pub(crate) limit_refusals: Labelled,
+    pub(crate) http_seconds: Histogram,
+    pub(crate) fanout_recipients: Histogram,
+    pub(crate) fanout_seconds: Histogram,
+    dropped_frames: Counter<u64, AtomicU64>,
+    connections: Family<Label, Gauge>,
+    channels: Family<Label, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// Renders everything in the Prometheus text exposition format.
-    /// `transport` are extra `(name, help, kind, value)` samples from the
-    /// transport (bytes and frames in and out).
-    pub fn render(&self, apps: &[AppGauges], transport: &[(&str, &str, &str, u64)]) -> String {
-        let mut o = Out(String::with_capacity(4096));
-        let per_app = |f: &dyn Fn(&AppGauges) -> u64| -> Vec<(String, u64)> {
-            apps.iter().map(|a| (a.app.clone(), f(a))).collect()
+    /// Every metric, registered.
+    pub(crate) fn new() -> Self {
+        let m = Self {
+            registry: Mutex::new(Registry::default()),
+            connections_opened: Counter::default(),
+            messages_in: Counter::default(),
+            bytes_in: Counter::default(),
+            replies_out: Counter::default(),
+            events_published: Counter::default(),
+            client_events: Counter::default(),
+            subscriptions: Counter::default(),
+            subscription_errors: Counter::default(),
+            dropped_frames_closed: Counter::default(),
+            bus_errors: Counter::default(),
+            binary_messages: Counter::default(),
+            disconnects: Labelled::default(),
+            refused: Labelled::default(),
+            errors: Labelled::default(),
+            http: Labelled::default(),
+            limit_refusals: Labelled::default(),
+            // 50 µs .. ~26 s.
+            http_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 20)),
+            // 1 .. 131,072 recipients.
+            fanout_recipients: Histogram::new(exponential_buckets(1.0, 2.0, 18)),
+            // 1 µs .. ~0.5 s.
+            fanout_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 20)),
+            dropped_frames: Counter::default(),
+            connections: Family::default(),
+            channels: Family::default(),
         };
-        o.labelled(
-            "realtime_connections",
-            "gauge",
-            "Live WebSocket connections.",
-            "app",
-            &per_app(&|a| a.connections as u64),
-        );
-        o.labelled(
-            "realtime_channels",
-            "gauge",
-            "Occupied channels.",
-            "app",
-            &per_app(&|a| a.channels as u64),
-        );
-        o.one(
-            "realtime_connections_opened_total",
-            "counter",
-            "WebSocket connections opened.",
-            get(&self.connections_opened),
-        );
-        o.one(
-            "realtime_messages_in_total",
-            "counter",
-            "WebSocket messages received from clients.",
-            get(&self.messages_in),
-        );
-        o.one(
-            "realtime_bytes_in_total",
-            "counter",
-            "Bytes of WebSocket messages received from clients.",
-            get(&self.bytes_in),
-        );
-        o.one(
-            "realtime_replies_out_total",
-            "counter",
-            "Frames sent to one client by the protocol (replies and errors).",
-            get(&self.replies_out),
-        );
-        o.one(
-            "realtime_events_published_total",
-            "counter",
-            "Events published to a channel (HTTP API and client events).",
-            get(&self.events_published),
-        );
-        o.one(
-            "realtime_client_events_total",
-            "counter",
-            "Client events accepted.",
-            get(&self.client_events),
-        );
-        o.one(
-            "realtime_subscriptions_total",
-            "counter",
-            "Successful subscriptions.",
-            get(&self.subscriptions),
-        );
-        o.one(
-            "realtime_subscription_errors_total",
-            "counter",
-            "Refused subscriptions.",
-            get(&self.subscription_errors),
-        );
-        let live: u64 = apps.iter().map(|a| a.dropped_live).sum();
-        o.one(
-            "realtime_dropped_frames_total",
-            "counter",
-            "Frames dropped by the slow-consumer policy.",
-            get(&self.dropped_frames_closed) + live,
-        );
-        o.one(
-            "realtime_bus_errors_total",
-            "counter",
-            "Events the broadcasting bus refused.",
-            get(&self.bus_errors),
-        );
-        o.one(
-            "realtime_binary_messages_refused_total",
-            "counter",
-            "Binary WebSocket messages answered with pusher:error (the protocol is JSON text).",
-            get(&self.binary_messages),
-        );
-        o.labelled(
-            "realtime_disconnects_total",
-            "counter",
-            "Disconnects by reason.",
-            "reason",
-            &self.disconnects.snapshot(),
-        );
-        o.labelled(
-            "realtime_refused_connections_total",
-            "counter",
-            "Refused WebSocket upgrades by Pusher code.",
-            "code",
-            &self.refused.snapshot(),
-        );
-        o.labelled(
-            "realtime_errors_sent_total",
-            "counter",
-            "pusher:error frames sent, by code.",
-            "code",
-            &self.errors.snapshot(),
-        );
-        o.labelled(
-            "realtime_limit_refusals_total",
-            "counter",
-            "Requests refused at a configured limit, by limit.",
-            "limit",
-            &self.limit_refusals.snapshot(),
-        );
-        o.labelled(
-            "realtime_http_requests_total",
-            "counter",
-            "HTTP requests by status.",
-            "status",
-            &self.http.snapshot(),
-        );
-        for (name, help, kind, v) in transport {
-            o.one(name, kind, help, *v);
+        {
+            let mut r = m.registry();
+            r.register(
+                "realtime_connections",
+                "Live WebSocket connections.",
+                m.connections.clone(),
+            );
+            r.register(
+                "realtime_channels",
+                "Occupied channels.",
+                m.channels.clone(),
+            );
+            let counters: [(&str, &str, &Counter); 12] = [
+                ("realtime_connections_opened", "WebSocket connections opened.", &m.connections_opened),
+                ("realtime_messages_in", "WebSocket messages received from clients.", &m.messages_in),
+                ("realtime_bytes_in", "Bytes of WebSocket messages received from clients.", &m.bytes_in),
+                ("realtime_replies_out", "Frames sent to one client by the protocol (replies and errors).", &m.replies_out),
+                ("realtime_events_published", "Events published to a channel (HTTP API and client events).", &m.events_published),
+                ("realtime_client_events", "Client events accepted.", &m.client_events),
+                ("realtime_subscriptions", "Successful subscriptions.", &m.subscriptions),
+                ("realtime_subscription_errors", "Refused subscriptions.", &m.subscription_errors),
+                ("realtime_dropped_frames", "Frames dropped by the slow-consumer policy.", &m.dropped_frames),
+                ("realtime_bus_errors", "Events the broadcasting bus refused.", &m.bus_errors),
+                ("realtime_binary_messages_refused", "Binary WebSocket messages answered with pusher:error (the protocol is JSON text).", &m.binary_messages),
+                ("realtime_dropped_frames_closed", "Frames dropped by the slow-consumer policy for clients now gone.", &m.dropped_frames_closed),
+            ];
+            for (name, help, c) in counters {
+                r.register(name, help, c.clone());
+            }
+            let families: [(&str, &str, &Labelled); 5] = [
+                (
+                    "realtime_disconnects",
+                    "Disconnects by reason.",
+                    &m.disconnects,
+                ),
+                (
+                    "realtime_refused_connections",
+                    "Refused WebSocket upgrades by Pusher code.",
+                    &m.refused,
+                ),
+                (
+                    "realtime_errors_sent",
+                    "pusher:error frames sent, by code.",
+                    &m.errors,
+                ),
+                (
+                    "realtime_limit_refusals",
+                    "Requests refused at a configured limit, by limit.",
+                    &m.limit_refusals,
+                ),
+                (
+                    "realtime_http_requests",
+                    "HTTP requests by status.",
+                    &m.http,
+                ),
+            ];
+            for (name, help, f) in families {
+                r.register(name, help, f.clone());
+            }
+            r.register(
+                "realtime_http_request_seconds",
+                "Time to serve an HTTP request (API, health, metrics), seconds.",
+                m.http_seconds.clone(),
+            );
+            r.register(
+                "realtime_fanout_recipients",
+                "Local subscribers of the channel at each delivered broadcast.",
+                m.fanout_recipients.clone(),
+            );
+            r.register(
+                "realtime_fanout_seconds",
+                "Time to hand one broadcast to every local recipient's outbox, seconds.",
+                m.fanout_seconds.clone(),
+            );
         }
-        o.0
+        m
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds values read on every scrape (the transport's, the bus
+    /// driver's).
+    pub(crate) fn register_samples(
+        &self,
+        samples: impl Fn() -> Vec<Sample> + Send + Sync + 'static,
+    ) {
+        self.registry()
+            .register_collector(Box::new(Samples(samples)));
+    }
+
+    /// Records one fan-out of `recipients` that took `took`.
+    pub(crate) fn fanout(&self, recipients: usize, took: Duration) {
+        self.fanout_recipients.observe(recipients as f64);
+        self.fanout_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Renders everything in the OpenMetrics text format, with the per-app
+    /// values sampled now.
+    pub(crate) fn render(&self, apps: &[AppGauges]) -> String {
+        let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        for a in apps {
+            let label = [("app", a.app.clone())];
+            self.connections
+                .get_or_create(&label)
+                .set(gauge(a.connections));
+            self.channels.get_or_create(&label).set(gauge(a.channels));
+        }
+        // The exposed total is the closed clients' drops plus the live
+        // ones'; a counter only goes up, so add what it lacks.
+        let live: u64 = apps.iter().map(|a| a.dropped_live).sum();
+        let total = self.dropped_frames_closed.get() + live;
+        let shown = self.dropped_frames.get();
+        if total > shown {
+            self.dropped_frames.inc_by(total - shown);
+        }
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry());
+        out
     }
 }
 
@@ -272,31 +296,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_prometheus_text() {
-        let m = Metrics::default();
-        inc(&m.messages_in);
-        m.http.inc("200");
-        m.http.inc("200");
-        m.disconnects.inc("pong \"timeout\"");
-        let text = m.render(
-            &[AppGauges {
-                app: "1".into(),
-                connections: 3,
-                channels: 2,
-                dropped_live: 4,
-            }],
-            &[("realtime_bytes_out_total", "Bytes written.", "counter", 9)],
-        );
+    fn renders_openmetrics_text() {
+        let m = Metrics::new();
+        m.messages_in.inc();
+        inc(&m.http, "status", "200");
+        inc(&m.http, "status", "200");
+        inc(&m.disconnects, "reason", "pong \"timeout\"");
+        m.fanout(1000, Duration::from_micros(30));
+        m.register_samples(|| {
+            vec![(
+                "realtime_transport_bytes_out",
+                "Bytes written.",
+                Kind::Counter,
+                9,
+            )]
+        });
+        let text = m.render(&[AppGauges {
+            app: "1".into(),
+            connections: 3,
+            channels: 2,
+            dropped_live: 4,
+        }]);
         assert!(
             text.contains("realtime_connections{app=\"1\"} 3\n"),
             "{text}"
         );
-        assert!(text.contains("realtime_messages_in_total 1\n"));
+        assert!(text.contains("realtime_messages_in_total 1\n"), "{text}");
         assert!(text.contains("realtime_http_requests_total{status=\"200\"} 2\n"));
         assert!(text.contains("realtime_dropped_frames_total 4\n"));
-        assert!(text.contains("reason=\"pong \\\"timeout\\\"\""));
+        assert!(text.contains("reason=\"pong \\\"timeout\\\"\""), "{text}");
         assert!(
-            text.contains("# TYPE realtime_bytes_out_total counter\nrealtime_bytes_out_total 9\n")
+            text.contains("realtime_transport_bytes_out_total 9\n"),
+            "{text}"
         );
+        assert!(
+            text.contains("realtime_fanout_recipients_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("realtime_fanout_recipients_bucket{le=\"1024.0\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(count(&m.http, "status", "200"), 2);
     }
 }

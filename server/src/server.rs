@@ -7,10 +7,16 @@ use std::time::Duration;
 use realtime_mio::{Config, Server};
 
 use crate::activity::Sweeper;
+use crate::bus::BUS_BUFFER;
+use crate::cluster::Cluster;
 use crate::config::Settings;
-use crate::gateway::{Gateway, PONG_TIMEOUT};
+use crate::error::Error;
+use crate::gateway::{random_node_id, PONG_TIMEOUT};
 use crate::handler::PusherHandler;
+use crate::http_api::HttpApi;
+use crate::node::Node;
 use crate::protocol::code;
+use crate::samples;
 
 /// Extra transport connection slots above `max_connections`, so that a
 /// client over capacity still completes a handshake and hears Pusher's 4100
@@ -19,12 +25,11 @@ const REFUSAL_SLACK: usize = 64;
 
 /// A running gateway.
 pub struct Running {
-    gateway: Arc<Gateway>,
+    node: Arc<Node>,
     server: Arc<Mutex<Option<Server>>>,
     local_addr: std::net::SocketAddr,
     sweeper: Option<Sweeper>,
-    bus: Option<crate::bus::Attached>,
-    cluster: Option<crate::cluster::Cluster>,
+    cluster: Option<Cluster>,
     /// The `--metrics-bind` listener.
     metrics: Option<Server>,
 }
@@ -58,103 +63,73 @@ pub fn transport_config(settings: &Settings) -> Config {
 ///
 /// # Errors
 ///
-/// Binding the socket or spawning threads failed.
+/// Binding the socket or spawning threads failed; a Redis URL the client
+/// refuses.
 ///
 /// With `settings.redis` the node joins a cluster: the bus is the Redis
-/// driver and presence is cluster-wide (`cluster.rs`). An unreachable
+/// driver and presence is cluster-wide (`cluster/`). An unreachable
 /// Redis does not stop the start: the node logs the error, serves its own
 /// clients alone and keeps retrying in the background; the cluster heals
 /// when Redis answers.
-pub fn start(settings: &Settings) -> std::io::Result<Running> {
-    let gateway = Arc::new(Gateway::new(settings));
-    let mut cluster = None;
-    let bus: Arc<dyn broadcasting::Broadcaster> = match &settings.redis {
-        None => Arc::new(
-            broadcasting::Memory::builder()
-                .buffer(crate::bus::BUS_BUFFER)
-                .build(),
-        ),
-        Some(url) => {
-            let redis = Arc::new(
-                broadcasting::Redis::builder(url.as_str())
-                    .namespace(settings.redis_namespace.as_str())
-                    .node_id(gateway.node_id())
-                    .buffer(crate::bus::BUS_BUFFER)
-                    .build()
-                    .map_err(|e| std::io::Error::other(format!("--redis {}: {e}", redact(url))))?,
-            );
-            let deadline = std::time::Instant::now() + REDIS_START_WAIT;
-            while !redis.is_connected() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if redis.is_connected() {
-                tracing::info!(redis = %redact(url), node = %gateway.node_id(), "cluster mode: connected to redis");
-            } else {
-                tracing::error!(
-                    redis = %redact(url),
-                    "cluster mode: redis is unreachable; serving this node's clients alone and retrying in the background"
-                );
-            }
-            let stats_of = Arc::downgrade(&redis);
-            gateway.set_bus_stats(move || {
-                let Some(r) = stats_of.upgrade() else {
-                    return Vec::new();
-                };
-                let s = r.stats();
-                vec![
-                    (
-                        "realtime_redis_connected",
-                        "1 while the redis subscriber is connected.",
-                        "gauge",
-                        u64::from(r.is_connected()),
-                    ),
-                    (
-                        "realtime_redis_published_total",
-                        "Events published to redis.",
-                        "counter",
-                        s.published,
-                    ),
-                    (
-                        "realtime_redis_received_total",
-                        "Events received from other nodes.",
-                        "counter",
-                        s.received,
-                    ),
-                    (
-                        "realtime_redis_publish_errors_total",
-                        "Publishes that could not reach redis (delivered locally only).",
-                        "counter",
-                        s.publish_errors,
-                    ),
-                    (
-                        "realtime_redis_reconnects_total",
-                        "Redis subscriber reconnections.",
-                        "counter",
-                        s.reconnects,
-                    ),
-                    (
-                        "realtime_redis_malformed_total",
-                        "Redis messages that were not a valid envelope.",
-                        "counter",
-                        s.malformed,
-                    ),
-                ]
-            });
-            cluster = Some(crate::cluster::Cluster::start(
-                &gateway,
-                Arc::clone(&redis),
-                url,
-                &settings.redis_namespace,
-                Duration::from_secs(settings.node_ttl),
-            )?);
-            redis
-        }
+pub fn start(settings: &Settings) -> Result<Running, Error> {
+    let id = random_node_id();
+    let Some(url) = &settings.redis else {
+        let driver = broadcasting::Memory::builder().buffer(BUS_BUFFER).build();
+        let node = Node::with_driver(settings, id, Arc::new(driver))?;
+        return start_node(node, settings, None);
     };
-    let attached = crate::bus::attach(&gateway, bus).map_err(std::io::Error::other)?;
-    let mut running = start_with(gateway, settings)?;
-    running.bus = Some(attached);
-    running.cluster = cluster;
-    Ok(running)
+    let refused = |e: &dyn std::fmt::Display| Error::Redis {
+        url: redact(url),
+        reason: e.to_string(),
+    };
+    let redis = Arc::new(
+        broadcasting::Redis::builder(url.as_str())
+            .namespace(settings.redis_namespace.as_str())
+            .node_id(id.to_string())
+            .buffer(BUS_BUFFER)
+            .build()
+            .map_err(|e| refused(&e))?,
+    );
+    wait_for(&redis, url);
+    let node = Node::with_driver(
+        settings,
+        id,
+        Arc::clone(&redis) as Arc<dyn broadcasting::Broadcaster>,
+    )?;
+    let stats_of = Arc::downgrade(&redis);
+    node.register_samples(move || {
+        stats_of
+            .upgrade()
+            .map(|r| samples::redis(&r))
+            .unwrap_or_default()
+    });
+    let cluster = Cluster::start(
+        node.apps(),
+        &node.id(),
+        redis,
+        url,
+        &settings.redis_namespace,
+        Duration::from_secs(settings.node_ttl),
+    )
+    .map_err(|e| refused(&e))?;
+    start_node(node, settings, Some(cluster))
+}
+
+/// Waits up to [`REDIS_START_WAIT`] for a first Redis connection, and says
+/// how it went.
+fn wait_for(redis: &broadcasting::Redis, url: &str) {
+    let deadline = std::time::Instant::now() + REDIS_START_WAIT;
+    while !redis.is_connected() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if redis.is_connected() {
+        tracing::info!(redis = %redact(url), "cluster mode: connected to redis");
+    } else {
+        tracing::error!(
+            redis = %redact(url),
+            "cluster mode: redis is unreachable; serving this node's clients alone and retrying in the background"
+        );
+    }
 }
 
 /// How long `start` waits for a first Redis connection before it goes on
@@ -171,150 +146,35 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Starts an already-built gateway (with its bus installed).
-///
-/// # Errors
-///
-/// Binding the socket or spawning threads failed.
-pub fn start_with(gateway: Arc<Gateway>, settings: &Settings) -> std::io::Result<Running> {
-    let server = Server::bind(
-        transport_config(settings),
-        PusherHandler::new(gateway.clone()),
-    )?;
+/// Puts a built node on the transport, with its sweeper and metrics
+/// listener.
+fn start_node(node: Node, settings: &Settings, cluster: Option<Cluster>) -> Result<Running, Error> {
+    let node = Arc::new(node);
+    let server = Server::bind(transport_config(settings), PusherHandler::new(&node))?;
     let local_addr = server.local_addr();
     let server = Arc::new(Mutex::new(Some(server)));
     let stats_of = Arc::downgrade(&server);
-    gateway.set_transport_stats(move || {
+    node.register_samples(move || {
         let Some(server) = stats_of.upgrade() else {
             return Vec::new();
         };
         let guard = server.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(s) = guard.as_ref().map(Server::stats) else {
-            return Vec::new();
-        };
-        vec![
-            (
-                "realtime_transport_bytes_in_total",
-                "Bytes read from sockets.",
-                "counter",
-                s.bytes_in,
-            ),
-            (
-                "realtime_transport_bytes_out_total",
-                "Bytes written to sockets.",
-                "counter",
-                s.bytes_out,
-            ),
-            (
-                "realtime_transport_frames_in_total",
-                "WebSocket data messages received.",
-                "counter",
-                s.frames_in,
-            ),
-            (
-                "realtime_transport_frames_out_total",
-                "WebSocket data frames written, one per recipient.",
-                "counter",
-                s.frames_out,
-            ),
-            (
-                "realtime_transport_connections_accepted_total",
-                "Sockets accepted.",
-                "counter",
-                s.accepted,
-            ),
-            (
-                "realtime_transport_rejected_over_capacity_total",
-                "Upgrades refused with 503: transport full.",
-                "counter",
-                s.rejected_over_capacity,
-            ),
-            (
-                "realtime_transport_handshake_timeouts_total",
-                "Sockets dropped because no complete HTTP request arrived in time (sockets that never speak).",
-                "counter",
-                s.handshake_timeouts,
-            ),
-            (
-                "realtime_transport_handshake_failures_total",
-                "Malformed HTTP requests and WebSocket handshakes answered with a 4xx by the transport.",
-                "counter",
-                s.handshake_failures,
-            ),
-            (
-                "realtime_transport_idle_timeouts_total",
-                "Connections closed for idleness.",
-                "counter",
-                s.idle_timeouts,
-            ),
-            (
-                "realtime_transport_write_timeouts_total",
-                "Connections dropped on write timeout.",
-                "counter",
-                s.write_timeouts,
-            ),
-            (
-                "realtime_transport_protocol_violations_total",
-                "Connections closed for WebSocket protocol violations.",
-                "counter",
-                s.closed_for_violation,
-            ),
-            (
-                "realtime_transport_silent_sockets_total",
-                "Sockets dropped for sending nothing within silent_timeout.",
-                "counter",
-                s.silent_timeouts,
-            ),
-            (
-                "realtime_transport_rejected_per_ip_total",
-                "Sockets refused with 429 over max_connections_per_ip.",
-                "counter",
-                s.rejected_per_ip,
-            ),
-            (
-                "realtime_transport_body_budget_refusals_total",
-                "Request bodies refused with 503: max_http_buffer in use.",
-                "counter",
-                s.body_budget_refusals,
-            ),
-            (
-                "realtime_transport_http_body_bytes",
-                "Request-body bytes held right now against max_http_buffer.",
-                "gauge",
-                s.http_body_bytes,
-            ),
-            (
-                "realtime_transport_refused_before_body_total",
-                "HTTP requests answered from their head (bad signature, unknown app) without reading the body.",
-                "counter",
-                s.refused_before_body,
-            ),
-            (
-                "realtime_transport_local_wakes_total",
-                "Replies written in the loop turn that produced them (no cross-thread wake-up).",
-                "counter",
-                s.local_wakes,
-            ),
-            (
-                "realtime_transport_slow_consumer_disconnects_total",
-                "Connections closed with 1008 (slow consumer).",
-                "counter",
-                s.closes_with(1008),
-            ),
-        ]
+        guard
+            .as_ref()
+            .map(|s| samples::transport(&s.stats()))
+            .unwrap_or_default()
     });
-    let sweeper = Sweeper::start(&gateway, Duration::from_secs(1))?;
+    let sweeper = Sweeper::start(node.activity(), Duration::from_secs(1))?;
     let metrics = match settings.metrics_bind {
-        Some(bind) => Some(start_metrics(&gateway, bind)?),
+        Some(bind) => Some(start_metrics(&node, bind)?),
         None => None,
     };
     Ok(Running {
-        gateway,
+        node,
         server,
         local_addr,
         sweeper: Some(sweeper),
-        bus: None,
-        cluster: None,
+        cluster,
         metrics,
     })
 }
@@ -330,9 +190,9 @@ impl Running {
         self.metrics.as_ref().map(Server::local_addr)
     }
 
-    /// The gateway.
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
+    /// The node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// Closes every client with 4200 ("reconnect now": server restarting),
@@ -350,15 +210,13 @@ impl Running {
         if let Some(server) = server {
             server.shutdown_with(code::RESTARTING, "Server shutting down");
         }
-        self.gateway.close_all();
+        self.node.close();
         // After the Hubs (their leaves are queued), before the bus (the
         // leaves go out on it).
         if let Some(cluster) = self.cluster.take() {
             cluster.close();
         }
-        if let Some(bus) = self.bus.take() {
-            bus.close();
-        }
+        self.node.close_bus();
     }
 }
 
@@ -372,8 +230,8 @@ impl Drop for Running {
 /// small transport (one loop, 64 sockets) whose caps the main port's
 /// clients cannot fill, so `/up` and `/metrics` answer while the main port
 /// is at its socket cap (R35). WebSocket upgrades are refused there.
-fn start_metrics(gateway: &Arc<Gateway>, bind: std::net::SocketAddr) -> std::io::Result<Server> {
-    struct Health(Arc<Gateway>);
+fn start_metrics(node: &Node, bind: std::net::SocketAddr) -> std::io::Result<Server> {
+    struct Health(Arc<HttpApi>);
     impl realtime_mio::Handler for Health {
         fn on_upgrade(&self, _req: &realtime_mio::Request) -> realtime_mio::Upgrade {
             realtime_mio::Upgrade::Reject(realtime_mio::HttpResponse::text(
@@ -393,7 +251,7 @@ fn start_metrics(gateway: &Arc<Gateway>, bind: std::net::SocketAddr) -> std::io:
                     "only /up and /metrics are served here\n",
                 );
             }
-            self.0.http(&req.into(), b"").into()
+            self.0.http(req, b"")
         }
     }
     let config = Config {
@@ -403,7 +261,7 @@ fn start_metrics(gateway: &Arc<Gateway>, bind: std::net::SocketAddr) -> std::io:
         max_http_body: 0,
         ..Config::default()
     };
-    let server = Server::bind(config, Health(Arc::clone(gateway)))?;
+    let server = Server::bind(config, Health(Arc::clone(node.api())))?;
     tracing::info!(addr = %server.local_addr(), "health and metrics listener");
     Ok(server)
 }

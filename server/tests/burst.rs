@@ -15,8 +15,8 @@ use std::net::TcpStream;
 
 use common::live::*;
 use common::*;
-use realtime_server::config::SlowConsumer;
-use realtime_server::server::Running;
+use realtime_server::Running;
+use realtime_server::SlowConsumer;
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
@@ -80,7 +80,7 @@ fn the_subscription_limit_refuses_with_subscription_error_and_keeps_the_connecti
     let data = decode_data(&refused[0]);
     assert_eq!(data["type"], "LimitReached");
     assert!(data["error"].as_str().unwrap().contains("1000"), "{data}");
-    let metrics = server.gateway().render_metrics();
+    let metrics = server.node().render_metrics();
     assert!(
         metrics.contains(
             "realtime_limit_refusals_total{limit=\"max_subscriptions_per_connection\"} 1"
@@ -263,7 +263,7 @@ fn five_hundred_members_leaving_at_once_close_no_reading_member_and_rosters_stay
         .into_iter()
         .map(|t| t.join().expect("a reader failed"))
         .collect();
-    let metrics = server.gateway().render_metrics();
+    let metrics = server.node().render_metrics();
     assert!(
         metrics.contains("realtime_transport_slow_consumer_disconnects_total 0"),
         "{metrics}"
@@ -357,8 +357,9 @@ fn slow_beside_healthy(policy: SlowConsumer) -> (Running, Ws) {
 
 fn live_drops(server: &Running) -> u64 {
     server
-        .gateway()
+        .node()
         .apps()
+        .all()
         .iter()
         .flat_map(|a| a.connections())
         .map(|c| c.client().drops())
@@ -398,7 +399,7 @@ fn a_stalled_client_is_dropped_from_past_its_client_buffer_while_a_healthy_one_g
         EVENTS as u64,
         "every frame kept or counted as dropped"
     );
-    let metrics = server.gateway().render_metrics();
+    let metrics = server.node().render_metrics();
     assert!(
         metrics.contains("realtime_transport_slow_consumer_disconnects_total 0"),
         "{metrics}"
@@ -430,7 +431,7 @@ fn a_stalled_client_is_disconnected_past_its_client_buffer_while_a_healthy_one_g
         "{close:?}"
     );
     assert_eq!(live_drops(&server), 0);
-    let metrics = server.gateway().render_metrics();
+    let metrics = server.node().render_metrics();
     assert!(
         metrics.contains("realtime_transport_slow_consumer_disconnects_total 1"),
         "{metrics}"

@@ -1,42 +1,24 @@
-//! Two gateway nodes joined by a bus: publishes and client events reach
-//! every node, and socket-id exclusion works across nodes. The bus here is
-//! a synchronous stand-in for a `broadcasting` driver: it hands each
-//! `(channel, name, payload)` to every node's `bridge::deliver`.
+//! Two gateway nodes joined by one bus: publishes and client events reach
+//! every node, and socket-id exclusion works across nodes. The bus is one
+//! real `broadcasting::Memory` driver shared by both nodes, each app of
+//! each node subscribed to it as in production (the Redis driver carries
+//! the same events between processes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use common::*;
-use realtime_server::bridge::{deliver, BusPublisher};
-use realtime_server::{App, Gateway};
+use realtime_server::{deliver, Node};
 use serde_json::json;
 
-type Nodes = Arc<Mutex<Vec<Arc<App>>>>;
-
-/// Two gateways over one bus.
-fn cluster() -> (Arc<Gateway>, Arc<Gateway>) {
-    let nodes: Nodes = Arc::default();
-    let make = || {
-        let g = gateway();
-        let subscribers = nodes.clone();
-        g.set_bus(Arc::new(BusPublisher::new(
-            move |channel: String, name: String, payload: Bytes| {
-                for app in subscribers.lock().unwrap().iter() {
-                    if channel.starts_with(&format!("{}/", app.id())) {
-                        assert!(deliver(app, &channel, &name, &payload));
-                    }
-                }
-                Ok(())
-            },
-        )));
-        nodes.lock().unwrap().extend(g.apps().iter().cloned());
-        g
-    };
-    (make(), make())
+/// Two nodes over one bus.
+fn cluster() -> (Arc<Node>, Arc<Node>) {
+    let driver = Arc::new(broadcasting::Memory::new());
+    let make = |id| Arc::new(Node::with_driver(&settings(), id, driver.clone()).unwrap());
+    (make(101), make(202))
 }
 
 #[test]
@@ -90,7 +72,7 @@ fn client_events_cross_nodes_and_skip_the_sender() {
 #[test]
 fn malformed_bus_events_are_dropped() {
     let g = gateway();
-    let app = g.app_by_id("1").unwrap();
+    let app = g.apps().by_id("1").unwrap();
     assert!(!deliver(app, "no-prefix", "e", b"x"));
     assert!(!deliver(app, "2/c", "e", b"x"));
     assert!(!deliver(app, "1/c", "e", b"P1 broken"));

@@ -47,7 +47,7 @@ fn channels_past_the_app_limit_are_refused_with_subscription_error() {
     }
     // "control" is one of the 5.
     assert_eq!(refused, 6);
-    assert_eq!(server.gateway().apps()[0].hub().channels().len(), 5);
+    assert_eq!(server.node().apps().all()[0].hub().channels().len(), 5);
     assert_eq!(
         metric(
             &server,

@@ -6,24 +6,13 @@
 mod common;
 
 use common::*;
-use realtime_server::{auth, HttpRequest};
+use realtime_server::auth;
 use serde_json::json;
 
-fn raw(
-    g: &realtime_server::Gateway,
-    method: &str,
-    path: &str,
-    query: &str,
-    body: &str,
-) -> realtime_server::HttpReply {
-    g.http(
-        &HttpRequest {
-            method,
-            path,
-            query,
-        },
-        body.as_bytes(),
-    )
+fn raw(g: &realtime_server::Node, method: &str, path: &str, query: &str, body: &str) -> Reply {
+    g.api()
+        .http(&request(method, path, query), body.as_bytes())
+        .into()
 }
 
 #[test]
@@ -173,15 +162,10 @@ fn stale_and_future_timestamps_are_401_within_600_s_is_fine() {
         (now + 590, 200),
     ] {
         let q = signed_query("GET", "/apps/1/channels", &[], "", SECRET, ts);
-        let r = g.http_at(
-            &HttpRequest {
-                method: "GET",
-                path: "/apps/1/channels",
-                query: &q,
-            },
-            b"",
-            now,
-        );
+        let r: Reply = g
+            .api()
+            .http_at(&request("GET", "/apps/1/channels", &q), b"", now)
+            .into();
         assert_eq!(r.status, status, "ts {ts}: {}", r.body);
     }
 }
@@ -369,7 +353,8 @@ fn up_and_metrics() {
     let _ = api(&g, "GET", "/apps/9/channels", &[], "");
     let r = raw(&g, "GET", "/metrics", "", "");
     assert_eq!(r.status, 200);
-    assert!(r.content_type.starts_with("text/plain"));
+    // OpenMetrics text, as prometheus-client writes it.
+    assert!(r.content_type.starts_with("application/openmetrics-text"));
     assert!(
         r.body.contains("realtime_connections{app=\"1\"} 1\n"),
         "{}",

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use realtime_server::protocol::code;
+use realtime_server::code;
 use realtime_server::{auth, UpgradeDecision};
 use serde_json::json;
 
@@ -23,7 +23,7 @@ fn connection_established_comes_first_with_unique_socket_ids() {
         assert!(x.parse::<u64>().is_ok() && y.parse::<u64>().is_ok(), "{id}");
     }
     assert_eq!(
-        g.socket_id(&a.client).as_deref(),
+        g.gateway().socket_id(&a.client).as_deref(),
         Some(a.socket_id.as_str())
     );
 }
@@ -50,36 +50,42 @@ fn upgrade_refuses_unknown_key_bad_protocol_bad_path_and_full_apps() {
         UpgradeDecision::Accept(_) => 0,
     };
     assert_eq!(
-        code_of(g.upgrade("/app/nope", Some("7"))),
+        code_of(g.gateway().upgrade("/app/nope", Some("7"))),
         code::APP_NOT_FOUND
     );
-    assert_eq!(code_of(g.upgrade("/app/key-1", None)), code::NO_PROTOCOL);
     assert_eq!(
-        code_of(g.upgrade("/app/key-1", Some("6"))),
+        code_of(g.gateway().upgrade("/app/key-1", None)),
+        code::NO_PROTOCOL
+    );
+    assert_eq!(
+        code_of(g.gateway().upgrade("/app/key-1", Some("6"))),
         code::UNSUPPORTED_PROTOCOL
     );
     assert_eq!(
-        code_of(g.upgrade("/socket", Some("7"))),
+        code_of(g.gateway().upgrade("/socket", Some("7"))),
         code::PATH_NOT_FOUND
     );
-    assert_eq!(code_of(g.upgrade("/app/key-1", Some("7"))), 0);
+    assert_eq!(code_of(g.gateway().upgrade("/app/key-1", Some("7"))), 0);
     // App 2 has a quota of one connection.
     let _first = connect_to(&g, "key-2");
     assert_eq!(
-        code_of(g.upgrade("/app/key-2", Some("7"))),
+        code_of(g.gateway().upgrade("/app/key-2", Some("7"))),
         code::OVER_QUOTA
     );
-    assert_eq!(g.metrics().refused.get("4001"), 1);
+    assert_eq!(
+        metric_of(&g, "realtime_refused_connections_total{code=\"4001\"}"),
+        1
+    );
 }
 
 #[test]
 fn upgrade_refuses_over_capacity() {
     let mut s = settings();
     s.max_connections = 1;
-    let g = realtime_server::Gateway::new(&s);
+    let g = realtime_server::Node::new(&s).unwrap();
     let _p = connect(&g);
     assert!(matches!(
-        g.upgrade("/app/key-1", Some("7")),
+        g.gateway().upgrade("/app/key-1", Some("7")),
         UpgradeDecision::Refuse {
             code: code::OVER_CAPACITY,
             ..
@@ -138,11 +144,19 @@ fn private_subscribe_checks_the_signature_against_the_socket_id() {
     );
     assert_eq!(p.recv()["event"], "pusher:subscription_error");
     assert_eq!(
-        g.app_by_id("1").unwrap().hub().channel_count("private-c"),
+        g.apps()
+            .by_id("1")
+            .unwrap()
+            .hub()
+            .channel_count("private-c"),
         0
     );
     assert_eq!(
-        g.app_by_id("1").unwrap().hub().channel_count("private-a"),
+        g.apps()
+            .by_id("1")
+            .unwrap()
+            .hub()
+            .channel_count("private-a"),
         1
     );
 }
@@ -198,7 +212,7 @@ fn presence_roster_includes_self_and_joins_reach_others_only() {
     marker(&g, "presence-room");
     assert_eq!(a.recv()["event"], "marker");
     b2.client.close();
-    g.close(&b2.client);
+    g.gateway().close(&b2.client);
     let removed = a.recv_event("pusher_internal:member_removed");
     assert_eq!(removed, json!({"user_id":"2"}));
 }
@@ -223,7 +237,8 @@ fn presence_needs_channel_data_with_user_id_signed() {
     );
     assert_eq!(p.recv()["event"], "pusher:subscription_error");
     assert!(g
-        .app_by_id("1")
+        .apps()
+        .by_id("1")
         .unwrap()
         .hub()
         .presence("presence-x")
@@ -299,7 +314,7 @@ fn client_events_over_ten_per_second_get_4301() {
     let t = Instant::now();
     for i in 0..11 {
         let msg = json!({"event":"client-n","channel":"private-r","data":i}).to_string();
-        g.handle_message_at(&a.client, msg.as_bytes(), t);
+        g.gateway().handle_message_at(&a.client, msg.as_bytes(), t);
     }
     let f = a.recv();
     assert_eq!(f["event"], "pusher:error");
@@ -309,7 +324,8 @@ fn client_events_over_ten_per_second_get_4301() {
     }
     // A second later the bucket has refilled.
     let msg = json!({"event":"client-n","channel":"private-r","data":99}).to_string();
-    g.handle_message_at(&a.client, msg.as_bytes(), t + Duration::from_secs(1));
+    g.gateway()
+        .handle_message_at(&a.client, msg.as_bytes(), t + Duration::from_secs(1));
     assert_eq!(b.recv()["data"], 99);
 }
 
@@ -323,12 +339,12 @@ fn malformed_messages_get_an_error_and_the_connection_lives() {
         b"{\"event\":\"pusher:subscribe\"}",
         b"\xff\xfe",
     ] {
-        g.handle_message(&p.client, bad);
+        g.gateway().handle_message(&p.client, bad);
         assert_eq!(p.recv()["event"], "pusher:error");
     }
     send(&g, &p, json!({"event":"pusher:ping","data":{}}));
     assert_eq!(p.recv()["event"], "pusher:pong");
-    assert!(g.metrics().errors.get("none") >= 4);
+    assert!(metric_of(&g, "realtime_errors_sent_total{code=\"none\"}") >= 4);
 }
 
 #[test]
@@ -368,7 +384,10 @@ fn signin_then_server_to_user_channel_and_termination() {
     assert!(p.client.is_closed());
     assert_eq!(p.client.close_reason().map(|(c, _)| c), Some(4009));
     assert!(!other.client.is_closed());
-    assert_eq!(g.metrics().disconnects.get("terminated"), 1);
+    assert_eq!(
+        metric_of(&g, "realtime_disconnects_total{reason=\"terminated\"}"),
+        1
+    );
 }
 
 #[test]
@@ -385,7 +404,12 @@ fn signin_with_a_bad_signature_is_refused() {
     let f = p.recv();
     assert_eq!(f["event"], "pusher:error");
     assert_eq!(f["data"]["code"], 4009);
-    assert!(g.app_by_id("1").unwrap().user_connections("42").is_empty());
+    assert!(g
+        .apps()
+        .by_id("1")
+        .unwrap()
+        .user_connections("42")
+        .is_empty());
 }
 
 #[test]
@@ -395,21 +419,23 @@ fn websocket_pings_pongs_and_fragments_reset_the_activity_clock() {
     let quiet = connect(&g);
     let t0 = Instant::now();
     // p sends a WebSocket ping at +100 s (the transport's on_activity).
-    g.activity_at(&p.client, t0 + Duration::from_secs(100));
-    let s = g.sweep(t0 + Duration::from_secs(125));
+    g.gateway()
+        .activity_at(&p.client, t0 + Duration::from_secs(100));
+    let s = g.activity().sweep(t0 + Duration::from_secs(125));
     assert_eq!(s.pinged, 1);
     assert_eq!(quiet.recv()["event"], "pusher:ping");
     // Silent 120 s since its ping, p is pinged; quiet, which never
     // answered, is closed.
-    let s = g.sweep(t0 + Duration::from_secs(221));
+    let s = g.activity().sweep(t0 + Duration::from_secs(221));
     assert_eq!((s.pinged, s.closed), (1, 1));
     assert_eq!(p.recv()["event"], "pusher:ping");
     assert_eq!(quiet.client.close_reason().map(|(c, _)| c), Some(4201));
     // A WebSocket pong answers p's ping: it stays.
-    g.activity_at(&p.client, t0 + Duration::from_secs(230));
+    g.gateway()
+        .activity_at(&p.client, t0 + Duration::from_secs(230));
     assert_eq!(
-        g.sweep(t0 + Duration::from_secs(260)),
-        realtime_server::activity::Swept::default()
+        g.activity().sweep(t0 + Duration::from_secs(260)),
+        realtime_server::Swept::default()
     );
     assert!(!p.client.is_closed());
 }
@@ -420,37 +446,40 @@ fn silent_clients_are_pinged_then_closed_with_4201() {
     let p = connect(&g);
     let quiet = connect(&g);
     let t0 = Instant::now();
-    assert_eq!(g.sweep(t0 + Duration::from_secs(60)).pinged, 0);
+    assert_eq!(g.activity().sweep(t0 + Duration::from_secs(60)).pinged, 0);
     // p talks at +100 s; quiet does not.
-    g.handle_message_at(
+    g.gateway().handle_message_at(
         &p.client,
         br#"{"event":"pusher:ping","data":{}}"#,
         t0 + Duration::from_secs(100),
     );
     assert_eq!(p.recv()["event"], "pusher:pong");
-    let s = g.sweep(t0 + Duration::from_secs(125));
+    let s = g.activity().sweep(t0 + Duration::from_secs(125));
     assert_eq!(s.pinged, 1);
     assert_eq!(quiet.recv(), json!({"event":"pusher:ping","data":{}}));
     // Past 30 s without an answer: closed with 4201.
-    let s = g.sweep(t0 + Duration::from_secs(156));
+    let s = g.activity().sweep(t0 + Duration::from_secs(156));
     assert_eq!(s.closed, 1);
     assert_eq!(quiet.client.close_reason().map(|(c, _)| c), Some(4201));
     assert!(!p.client.is_closed());
     // p answers its own ping in time and stays.
-    let s = g.sweep(t0 + Duration::from_secs(221));
+    let s = g.activity().sweep(t0 + Duration::from_secs(221));
     assert_eq!(s.pinged, 1);
     assert_eq!(p.recv()["event"], "pusher:ping");
-    g.handle_message_at(
+    g.gateway().handle_message_at(
         &p.client,
         br#"{"event":"pusher:pong","data":{}}"#,
         t0 + Duration::from_secs(230),
     );
     assert_eq!(
-        g.sweep(t0 + Duration::from_secs(260)),
-        realtime_server::activity::Swept::default()
+        g.activity().sweep(t0 + Duration::from_secs(260)),
+        realtime_server::Swept::default()
     );
     assert!(!p.client.is_closed());
-    assert_eq!(g.metrics().disconnects.get("pong_timeout"), 1);
+    assert_eq!(
+        metric_of(&g, "realtime_disconnects_total{reason=\"pong_timeout\"}"),
+        1
+    );
 }
 
 #[test]
@@ -474,14 +503,10 @@ fn apps_are_isolated() {
         "secret-2",
         now_unix(),
     );
-    let r = g.http(
-        &realtime_server::HttpRequest {
-            method: "POST",
-            path: "/apps/2/events",
-            query: &q,
-        },
-        body.as_bytes(),
-    );
+    let r: Reply = g
+        .api()
+        .http(&request("POST", "/apps/2/events", &q), body.as_bytes())
+        .into();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(b.recv()["data"], "for app 2");
     // App 1's key cannot publish to app 2.
@@ -494,10 +519,10 @@ fn closing_forgets_the_connection_and_frees_its_channels() {
     let g = gateway();
     let p = connect(&g);
     subscribe_public(&g, &p, "c");
-    let app = g.app_by_id("1").unwrap();
+    let app = g.apps().by_id("1").unwrap();
     assert_eq!(app.connection_count(), 1);
     p.client.close();
-    g.close(&p.client);
+    g.gateway().close(&p.client);
     assert_eq!(app.connection_count(), 0);
     assert_eq!(app.hub().channel_count("c"), 0);
     assert!(app.by_socket_id(&p.socket_id).is_none());

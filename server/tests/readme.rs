@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use clap::Parser;
-use realtime_server::config::{parse_file, Cli, Settings};
+use realtime_server::{parse_file, Cli, Settings};
 
 #[test]
 fn readme_toml_example_parses_and_resolves() {

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use common::*;
-use realtime_server::server::{start, Running};
+use realtime_server::{start, Running};
 use serde_json::{json, Value};
 use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
 
@@ -206,7 +206,10 @@ fn a_client_sending_only_websocket_pings_is_not_pinged_while_a_silent_one_is() {
         "the pinging client got {f}"
     );
     assert_eq!(
-        server.gateway().metrics().disconnects.get("pong_timeout"),
+        metric_of(
+            server.node(),
+            "realtime_disconnects_total{reason=\"pong_timeout\"}"
+        ),
         0
     );
 }

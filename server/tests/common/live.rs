@@ -6,8 +6,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use realtime_server::config::Settings;
-use realtime_server::server::{start, Running};
+use realtime_server::{start, Running, Settings};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
@@ -155,7 +154,7 @@ impl Control {
 
 /// The value of the `/metrics` sample whose line starts with `line_start`.
 pub fn metric(server: &Running, line_start: &str) -> u64 {
-    let text = server.gateway().render_metrics();
+    let text = server.node().render_metrics();
     text.lines()
         .find_map(|l| l.strip_prefix(line_start))
         .map(|v| v.trim().parse().unwrap())

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use realtime::{Client, MemoryConn};
+use realtime_mio::{HttpResponse, Request};
 use realtime_server::auth;
-use realtime_server::config::{AppConfig, Settings};
-use realtime_server::{Gateway, HttpReply, HttpRequest, UpgradeDecision};
+use realtime_server::{AppConfig, Node, Settings, UpgradeDecision};
 use serde_json::Value;
 
 pub mod live;
@@ -27,8 +27,53 @@ pub fn settings() -> Settings {
     }
 }
 
-pub fn gateway() -> Arc<Gateway> {
-    Arc::new(Gateway::new(&settings()))
+/// A node as the server runs one: its apps deliver through an in-process
+/// Memory bus and their subscription threads.
+pub fn gateway() -> Arc<Node> {
+    Arc::new(Node::new(&settings()).unwrap())
+}
+
+/// An HTTP answer, its body as text.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl From<HttpResponse> for Reply {
+    fn from(r: HttpResponse) -> Self {
+        let content_type = r
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        Self {
+            status: r.status,
+            content_type,
+            body: String::from_utf8_lossy(&r.body).into_owned(),
+        }
+    }
+}
+
+/// A plain HTTP request as the transport hands it over.
+pub fn request(method: &str, path: &str, query: &str) -> Request {
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers: Vec::new(),
+        peer: "127.0.0.1:1".parse().unwrap(),
+    }
+}
+
+/// The value of the `/metrics` line starting with `line_start`, 0 if none.
+pub fn metric_of(n: &Node, line_start: &str) -> u64 {
+    n.render_metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 /// A connected client: the Hub client, the peer end of its pipe, its socket id.
@@ -74,13 +119,14 @@ pub fn decode_data(f: &Value) -> Value {
     }
 }
 
-pub fn connect_to(g: &Gateway, key: &str) -> Peer {
-    let UpgradeDecision::Accept(app) = g.upgrade(&format!("/app/{key}"), Some("7")) else {
+pub fn connect_to(g: &Node, key: &str) -> Peer {
+    let UpgradeDecision::Accept(app) = g.gateway().upgrade(&format!("/app/{key}"), Some("7"))
+    else {
         panic!("upgrade refused");
     };
     let (conn, peer) = realtime::pipe();
     let client = app.hub().add(conn, UpgradeDecision::auth(&app)).unwrap();
-    let hello = g.open(&client).unwrap();
+    let hello = g.gateway().open(&client).unwrap();
     client.send_text(hello).unwrap();
     let mut p = Peer {
         client,
@@ -93,12 +139,13 @@ pub fn connect_to(g: &Gateway, key: &str) -> Peer {
     p
 }
 
-pub fn connect(g: &Gateway) -> Peer {
+pub fn connect(g: &Node) -> Peer {
     connect_to(g, KEY)
 }
 
-pub fn send(g: &Gateway, p: &Peer, msg: Value) {
-    g.handle_message(&p.client, msg.to_string().as_bytes());
+pub fn send(g: &Node, p: &Peer, msg: Value) {
+    g.gateway()
+        .handle_message(&p.client, msg.to_string().as_bytes());
 }
 
 pub fn private_auth(socket_id: &str, channel: &str) -> String {
@@ -118,7 +165,7 @@ pub fn presence_auth(socket_id: &str, channel: &str, data: &str) -> String {
     )
 }
 
-pub fn subscribe_public(g: &Gateway, p: &Peer, channel: &str) {
+pub fn subscribe_public(g: &Node, p: &Peer, channel: &str) {
     send(
         g,
         p,
@@ -129,7 +176,7 @@ pub fn subscribe_public(g: &Gateway, p: &Peer, channel: &str) {
     assert_eq!(f["channel"], channel);
 }
 
-pub fn subscribe_private(g: &Gateway, p: &Peer, channel: &str) {
+pub fn subscribe_private(g: &Node, p: &Peer, channel: &str) {
     let auth = private_auth(&p.socket_id, channel);
     send(
         g,
@@ -142,7 +189,7 @@ pub fn subscribe_private(g: &Gateway, p: &Peer, channel: &str) {
 }
 
 /// Joins a presence channel as `user`; returns the roster data.
-pub fn join_presence(g: &Gateway, p: &Peer, channel: &str, user: &str) -> Value {
+pub fn join_presence(g: &Node, p: &Peer, channel: &str, user: &str) -> Value {
     let data =
         serde_json::json!({"user_id": user, "user_info": {"name": format!("n{user}")}}).to_string();
     let auth = presence_auth(&p.socket_id, channel, &data);
@@ -202,25 +249,14 @@ pub fn signed_query_as(
     format!("{query}&auth_signature={sig}")
 }
 
-pub fn api(g: &Gateway, method: &str, path: &str, extra: &[(&str, &str)], body: &str) -> HttpReply {
+pub fn api(g: &Node, method: &str, path: &str, extra: &[(&str, &str)], body: &str) -> Reply {
     let q = signed_query(method, path, extra, body, SECRET, now_unix());
-    g.http(
-        &HttpRequest {
-            method,
-            path,
-            query: &q,
-        },
-        body.as_bytes(),
-    )
+    g.api()
+        .http(&request(method, path, &q), body.as_bytes())
+        .into()
 }
 
-pub fn api_json(
-    g: &Gateway,
-    method: &str,
-    path: &str,
-    extra: &[(&str, &str)],
-    body: &str,
-) -> Value {
+pub fn api_json(g: &Node, method: &str, path: &str, extra: &[(&str, &str)], body: &str) -> Value {
     let r = api(g, method, path, extra, body);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.content_type, "application/json");
@@ -229,7 +265,7 @@ pub fn api_json(
 
 /// Publishes `marker` on `channel` through the API: frames a peer
 /// receives before it were enqueued before it.
-pub fn marker(g: &Gateway, channel: &str) {
+pub fn marker(g: &Node, channel: &str) {
     let body = serde_json::json!({"name":"marker","channel":channel,"data":"m"}).to_string();
     api_json(g, "POST", "/apps/1/events", &[], &body);
 }

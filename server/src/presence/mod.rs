@@ -23,6 +23,12 @@ use realtime::{ChannelType, Frame, Member, PresenceEncoder};
 use crate::json;
 use crate::protocol::event_frame;
 
+mod cluster;
+mod roster;
+
+pub(crate) use cluster::ClusterPresenceEncoder;
+pub(crate) use roster::ClusterRoster;
+
 /// The Pusher presence encoder.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PusherPresenceEncoder;

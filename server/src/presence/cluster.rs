@@ -14,7 +14,7 @@ use std::sync::Arc;
 use realtime::{ChannelType, Frame, Member, PresenceEncoder};
 
 use super::roster::ClusterRoster;
-use crate::presence_encoder::PusherPresenceEncoder;
+use super::PusherPresenceEncoder;
 use crate::protocol::event_frame;
 
 /// The event name of the no-op frame.

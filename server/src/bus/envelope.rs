@@ -1,8 +1,10 @@
-//! How a published Pusher event travels on the broadcasting bus.
+//! Every address on the bus and every payload format, in one place.
 //!
 //! A bus event (`broadcasting::Event`) has a channel, a name and
 //! opaque payload bytes, carried exactly by every driver (Redis included),
-//! so everything a receiving node needs is packed into those three:
+//! so everything a receiving node needs is packed into those three.
+//!
+//! # Published events
 //!
 //! - channel: `{app_id}/{channel}`: app ids never contain `/` (checked at
 //!   start-up), so the first `/` splits them, and each app subscribes to
@@ -16,8 +18,17 @@
 //!
 //! A payload without the `P1 ` mark comes from a foreign publisher; it is
 //! taken as the event's `data` and wrapped into a Pusher frame on receipt.
+//!
+//! # Presence changes (cluster mode)
+//!
+//! - channel: `#presence/{app_id}/{channel}` (`#` cannot start an app id,
+//!   so the two namespaces never meet);
+//! - name: `join` or `leave`;
+//! - payload: JSON `{"node","user","info"}`: the node where the user joined
+//!   or left, the user id and (for a join) its `user_info` JSON as signed.
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol;
 
@@ -36,6 +47,47 @@ pub fn bus_prefix(app_id: &str) -> String {
 /// Splits a bus channel into (app id, channel).
 pub fn split_bus_channel(bus_channel: &str) -> Option<(&str, &str)> {
     bus_channel.split_once('/')
+}
+
+/// The bus prefix of every presence change, all apps.
+pub const PRESENCE_PREFIX: &str = "#presence/";
+
+/// The bus channel of presence changes of `channel` in app `app_id`.
+pub fn presence_channel(app_id: &str, channel: &str) -> String {
+    format!("{PRESENCE_PREFIX}{app_id}/{channel}")
+}
+
+/// Splits a presence bus channel into (app id, channel).
+pub fn split_presence_channel(bus_channel: &str) -> Option<(&str, &str)> {
+    bus_channel.strip_prefix(PRESENCE_PREFIX)?.split_once('/')
+}
+
+/// A user's first join or last leave on one node, as other nodes hear it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceChange {
+    /// The node where it happened.
+    pub node: String,
+    /// The user id.
+    pub user: String,
+    /// The `user_info` JSON of a join; empty for a leave.
+    #[serde(default)]
+    pub info: String,
+}
+
+impl PresenceChange {
+    /// The event name of a join (`true`) or a leave.
+    pub fn name(joined: bool) -> &'static str {
+        if joined {
+            "join"
+        } else {
+            "leave"
+        }
+    }
+
+    /// Whether an event name is a join.
+    pub fn is_join(name: &str) -> bool {
+        name == "join"
+    }
 }
 
 /// Packs a frame and the socket id to exclude.
@@ -100,6 +152,14 @@ mod tests {
             split_bus_channel(&bus_channel("app-1", "private-x")),
             Some(("app-1", "private-x"))
         );
+    }
+
+    #[test]
+    fn presence_addresses_stay_apart_from_event_addresses() {
+        let c = presence_channel("1", "presence-room/a");
+        assert_eq!(split_presence_channel(&c), Some(("1", "presence-room/a")));
+        assert!(!c.starts_with(&bus_prefix("1")));
+        assert_eq!(split_presence_channel(&bus_channel("1", "x")), None);
     }
 
     #[test]

@@ -9,10 +9,11 @@
 //! [`DEV_APP_KEY`], [`DEV_APP_SECRET`]) and says so.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
-use clap::{Parser, ValueEnum};
+use clap::ValueEnum;
 use serde::Deserialize;
+
+use crate::error::Error;
 
 /// Development app id, used when no app is configured. Numeric, as Pusher
 /// app ids are: the official Python server SDK refuses any other id before
@@ -23,7 +24,8 @@ pub const DEV_APP_KEY: &str = "app-key";
 /// Development app secret.
 pub const DEV_APP_SECRET: &str = "app-secret";
 /// Default listen address.
-pub const DEFAULT_BIND: &str = "127.0.0.1:6001";
+pub const DEFAULT_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6001);
 /// Default `activity_timeout` advertised to clients, in seconds.
 pub const DEFAULT_ACTIVITY_TIMEOUT: u64 = 120;
 /// Default maximum size of an event's `data`, in bytes (Pusher: 10 KB).
@@ -73,106 +75,11 @@ pub enum SlowConsumer {
     Disconnect,
 }
 
-/// The command line. Every flag also reads an environment variable.
-#[derive(Debug, Clone, Default, Parser)]
-#[command(
-    name = "realtime-server",
-    version,
-    about = "Realtime WebSocket gateway speaking the Pusher Channels protocol v7"
-)]
-pub struct Cli {
-    /// Address to listen on [default: 127.0.0.1:6001].
-    #[arg(long, env = "REALTIME_BIND")]
-    pub bind: Option<SocketAddr>,
-    /// Id of a single app (with --app-key and --app-secret).
-    #[arg(long, env = "REALTIME_APP_ID")]
-    pub app_id: Option<String>,
-    /// Key of that app (clients connect to /app/{key}).
-    #[arg(long, env = "REALTIME_APP_KEY")]
-    pub app_key: Option<String>,
-    /// Secret of that app (signs subscriptions and API requests).
-    #[arg(long, env = "REALTIME_APP_SECRET", hide_env_values = true)]
-    pub app_secret: Option<String>,
-    /// TOML file with server settings and `[[apps]]`.
-    #[arg(long, env = "REALTIME_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Event-loop threads [default: one per core].
-    #[arg(long, env = "REALTIME_WORKERS")]
-    pub workers: Option<usize>,
-    /// Maximum concurrent WebSocket connections, all apps [default: 10000].
-    #[arg(long, env = "REALTIME_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Seconds of client silence before the server pings it [default: 120].
-    #[arg(long, env = "REALTIME_ACTIVITY_TIMEOUT")]
-    pub activity_timeout: Option<u64>,
-    /// Largest WebSocket message accepted, in bytes [default: 65536].
-    #[arg(long, env = "REALTIME_MAX_MESSAGE_SIZE")]
-    pub max_message_size: Option<usize>,
-    /// Bytes of pending output per client (queued plus not yet taken by
-    /// its socket) past which the slow-consumer policy applies; replies and
-    /// presence frames past it disconnect (1008) [default: 1048576].
-    #[arg(long, env = "REALTIME_CLIENT_BUFFER")]
-    pub client_buffer: Option<usize>,
-    /// Optional cap in frames on a client's queue, on top of --client-buffer
-    /// [default: none].
-    #[arg(long, env = "REALTIME_OUTBOX")]
-    pub outbox: Option<usize>,
-    /// Most members of one presence channel; member N+1 gets a
-    /// `pusher:subscription_error` [default: 100].
-    #[arg(long, env = "REALTIME_MAX_PRESENCE_MEMBERS")]
-    pub max_presence_members: Option<usize>,
-    /// Most channels one connection may subscribe to; past it,
-    /// `pusher:subscription_error` [default: 1000].
-    #[arg(long, env = "REALTIME_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
-    pub max_subscriptions_per_connection: Option<usize>,
-    /// Most channels one app may hold at once; a subscribe that would
-    /// create one more gets `pusher:subscription_error` [default: 100000].
-    #[arg(long, env = "REALTIME_MAX_CHANNELS")]
-    pub max_channels: Option<usize>,
-    /// Request-body bytes buffered at once across all connections; a body
-    /// that would pass it gets HTTP 503 before it is read [default: 33554432].
-    #[arg(long, env = "REALTIME_MAX_HTTP_BUFFER")]
-    pub max_http_buffer: Option<usize>,
-    /// Sockets one IP address may hold at once; past it HTTP 429 and the
-    /// socket is closed. 0 is no limit [default: 0, since behind a load
-    /// balancer every client has one address].
-    #[arg(long, env = "REALTIME_MAX_CONNECTIONS_PER_IP")]
-    pub max_connections_per_ip: Option<usize>,
-    /// Seconds a new socket may send nothing before it is dropped [default: 5].
-    #[arg(long, env = "REALTIME_SILENT_TIMEOUT")]
-    pub silent_timeout: Option<u64>,
-    /// Serve `/up` and `/metrics` on this address too, on a listener of
-    /// its own that the main port's caps do not fill [default: none].
-    #[arg(long, env = "REALTIME_METRICS_BIND")]
-    pub metrics_bind: Option<SocketAddr>,
-    /// Longest presence `user_id` and sign-in `id`, in characters; longer
-    /// ones are refused (`pusher:subscription_error` `LimitReached`, or
-    /// `pusher:error` for sign-in) [default: 128].
-    #[arg(long, env = "REALTIME_MAX_USER_ID_LENGTH")]
-    pub max_user_id_length: Option<usize>,
-    /// Largest presence member data (`user_info`, in channel_data or
-    /// sign-in user_data), in bytes of its JSON; larger is refused like
-    /// --max-user-id-length [default: 2048].
-    #[arg(long, env = "REALTIME_MAX_MEMBER_SIZE")]
-    pub max_member_size: Option<usize>,
-    /// Slow-consumer policy [default: drop].
-    #[arg(long, env = "REALTIME_SLOW_CONSUMER", value_enum)]
-    pub slow_consumer: Option<SlowConsumer>,
-    /// Log filter (tracing-subscriber syntax, e.g. `info` or `realtime_server=debug`) [default: info].
-    #[arg(long, env = "REALTIME_LOG_LEVEL")]
-    pub log_level: Option<String>,
-    /// Cluster mode: share this Redis (`redis://host:port/db`) with the other
-    /// gateway nodes [default: none, single node].
-    #[arg(long, env = "REALTIME_REDIS", hide_env_values = true)]
-    pub redis: Option<String>,
-    /// Prefix of every Redis channel and key of this cluster [default: realtime].
-    #[arg(long, env = "REALTIME_REDIS_NAMESPACE")]
-    pub redis_namespace: Option<String>,
-    /// Cluster mode: seconds after which a silent node's presence members are
-    /// removed everywhere [default: 15].
-    #[arg(long, env = "REALTIME_NODE_TTL")]
-    pub node_ttl: Option<u64>,
-}
+mod cli;
+mod file;
+
+pub use cli::Cli;
+pub use file::{parse_file, read_file, FileConfig};
 
 /// One app as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -252,57 +159,6 @@ impl AppConfig {
     }
 }
 
-/// The TOML file: the same settings as the flags, plus `[[apps]]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// As `--bind`.
-    pub bind: Option<SocketAddr>,
-    /// As `--workers`.
-    pub workers: Option<usize>,
-    /// As `--max-connections`.
-    pub max_connections: Option<usize>,
-    /// As `--activity-timeout`.
-    pub activity_timeout: Option<u64>,
-    /// As `--max-message-size`.
-    pub max_message_size: Option<usize>,
-    /// As `--client-buffer`.
-    pub client_buffer: Option<usize>,
-    /// As `--outbox`.
-    pub outbox: Option<usize>,
-    /// As `--max-presence-members` (an app's own value wins).
-    pub max_presence_members: Option<usize>,
-    /// As `--max-subscriptions-per-connection` (an app's own value wins).
-    pub max_subscriptions_per_connection: Option<usize>,
-    /// As `--max-channels` (an app's own value wins).
-    pub max_channels: Option<usize>,
-    /// As `--max-http-buffer`.
-    pub max_http_buffer: Option<usize>,
-    /// As `--max-connections-per-ip`.
-    pub max_connections_per_ip: Option<usize>,
-    /// As `--silent-timeout`.
-    pub silent_timeout: Option<u64>,
-    /// As `--metrics-bind`.
-    pub metrics_bind: Option<SocketAddr>,
-    /// As `--max-user-id-length` (an app's own value wins).
-    pub max_user_id_length: Option<usize>,
-    /// As `--max-member-size` (an app's own value wins).
-    pub max_member_size: Option<usize>,
-    /// As `--slow-consumer`.
-    pub slow_consumer: Option<SlowConsumer>,
-    /// As `--log-level`.
-    pub log_level: Option<String>,
-    /// As `--redis`.
-    pub redis: Option<String>,
-    /// As `--redis-namespace`.
-    pub redis_namespace: Option<String>,
-    /// As `--node-ttl`.
-    pub node_ttl: Option<u64>,
-    /// The apps.
-    #[serde(default)]
-    pub apps: Vec<AppConfig>,
-}
-
 /// The resolved settings the server runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -358,7 +214,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 6001)),
+            bind: DEFAULT_BIND,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_connections: 10_000,
             activity_timeout: DEFAULT_ACTIVITY_TIMEOUT,
@@ -419,38 +275,13 @@ fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
     flag.or(file).unwrap_or(default)
 }
 
-/// A configuration that cannot be run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The config file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The config file is not valid TOML for this schema.
-    #[error("invalid config file {path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: toml::de::Error,
-    },
-    /// A value is out of range or inconsistent.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
-
 impl Settings {
     /// Resolves the command line (and the file it names).
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for an unreadable file or invalid values.
-    pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
+    /// [`Error`] for an unreadable file or invalid values.
+    pub fn from_cli(cli: &Cli) -> Result<Self, Error> {
         let file = match &cli.config {
             Some(path) => Some(read_file(path)?),
             None => None,
@@ -462,15 +293,15 @@ impl Settings {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Invalid`] for inconsistent values.
-    pub fn resolve(cli: &Cli, file: FileConfig) -> Result<Self, ConfigError> {
+    /// [`Error::Invalid`] for inconsistent values.
+    pub fn resolve(cli: &Cli, file: FileConfig) -> Result<Self, Error> {
         let d = Self::default();
         let mut apps = file.apps;
         match (&cli.app_id, &cli.app_key, &cli.app_secret) {
             (Some(id), Some(key), Some(secret)) => apps.push(AppConfig::new(id, key, secret)),
             (None, None, None) => {}
             _ => {
-                return Err(ConfigError::Invalid(
+                return Err(Error::Invalid(
                     "--app-id, --app-key and --app-secret go together".into(),
                 ))
             }
@@ -554,8 +385,8 @@ impl Settings {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Invalid(m));
         if self.workers == 0 {
             return bad("workers must be at least 1".into());
         }
@@ -646,137 +477,5 @@ impl Settings {
     }
 }
 
-/// Reads and parses a TOML config file.
-///
-/// # Errors
-///
-/// [`ConfigError::Read`] or [`ConfigError::Parse`].
-pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse_file(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// Parses TOML config text.
-///
-/// # Errors
-///
-/// The TOML error.
-pub fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
-    toml::from_str(text)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_configuration_runs_the_dev_app_on_loopback() {
-        let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
-        assert!(s.dev_app);
-        assert_eq!(s.bind.to_string(), DEFAULT_BIND);
-        assert_eq!(s.apps, vec![AppConfig::dev()]);
-        assert_eq!(s.activity_timeout, 120);
-        assert_eq!(s.redis, None);
-        assert_eq!(s.node_ttl, DEFAULT_NODE_TTL);
-    }
-
-    #[test]
-    fn redis_comes_from_the_flag_or_the_file() {
-        let file = parse_file("redis = \"redis://file:6379/\"\nnode_ttl = 5\n").unwrap();
-        let s = Settings::resolve(&Cli::default(), file.clone()).unwrap();
-        assert_eq!(s.redis.as_deref(), Some("redis://file:6379/"));
-        assert_eq!(s.node_ttl, 5);
-        let cli = Cli::try_parse_from(["x", "--redis", "redis://flag:1/"]).unwrap();
-        let s = Settings::resolve(&cli, file).unwrap();
-        assert_eq!(s.redis.as_deref(), Some("redis://flag:1/"));
-        let cli = Cli::try_parse_from(["x", "--redis", "localhost:6379"]).unwrap();
-        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
-    }
-
-    #[test]
-    fn flags_beat_the_file_and_apps_add_up() {
-        let file = parse_file(
-            r#"
-            bind = "0.0.0.0:7000"
-            activity_timeout = 30
-            slow_consumer = "disconnect"
-            [[apps]]
-            id = "1"
-            key = "k1"
-            secret = "s1"
-            max_connections = 5
-            client_messages = false
-            "#,
-        )
-        .unwrap();
-        let cli = Cli::try_parse_from([
-            "x",
-            "--bind",
-            "127.0.0.1:1",
-            "--app-id",
-            "2",
-            "--app-key",
-            "k2",
-            "--app-secret",
-            "s2",
-        ])
-        .unwrap();
-        let s = Settings::resolve(&cli, file).unwrap();
-        assert_eq!(s.bind.port(), 1);
-        assert_eq!(s.activity_timeout, 30);
-        assert_eq!(s.slow_consumer, SlowConsumer::Disconnect);
-        assert_eq!(s.apps.len(), 2);
-        assert_eq!(s.apps[0].max_connections, Some(5));
-        assert!(!s.apps[0].client_messages);
-        assert_eq!(s.apps[1].max_event_size, DEFAULT_MAX_EVENT_SIZE);
-        assert!(!s.dev_app);
-    }
-
-    #[test]
-    fn member_limits_default_to_pusher_and_apps_override_the_flags() {
-        let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
-        let l = s.client_limits(&s.apps[0]);
-        assert_eq!((l.max_user_id_length, l.max_member_size), (128, 2048));
-        let file = parse_file(
-            "max_member_size = 4096\n[[apps]]\nid='1'\nkey='k'\nsecret='s'\nmax_user_id_length = 16\n\
-             [[apps]]\nid='2'\nkey='k2'\nsecret='s'\nmax_member_size = 100\n",
-        )
-        .unwrap();
-        let cli = Cli::try_parse_from(["x", "--max-user-id-length", "64"]).unwrap();
-        let s = Settings::resolve(&cli, file).unwrap();
-        let (a, b) = (s.client_limits(&s.apps[0]), s.client_limits(&s.apps[1]));
-        assert_eq!((a.max_user_id_length, a.max_member_size), (16, 4096));
-        assert_eq!((b.max_user_id_length, b.max_member_size), (64, 100));
-        let cli = Cli::try_parse_from(["x", "--max-member-size", "0"]).unwrap();
-        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
-    }
-
-    #[test]
-    fn the_development_app_id_is_numeric_as_pusher_sdks_require() {
-        assert!(DEV_APP_ID.bytes().all(|b| b.is_ascii_digit()));
-        assert!(!DEV_APP_ID.is_empty());
-    }
-
-    #[test]
-    fn inconsistent_configurations_are_refused() {
-        let cli = Cli::try_parse_from(["x", "--app-key", "k"]).unwrap();
-        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
-        let file = parse_file(
-            "[[apps]]\nid='1'\nkey='k'\nsecret='s'\n[[apps]]\nid='2'\nkey='k'\nsecret='t'\n",
-        )
-        .unwrap();
-        assert!(Settings::resolve(&Cli::default(), file).is_err());
-        let file = parse_file("[[apps]]\nid='a/b'\nkey='k'\nsecret='s'\n").unwrap();
-        assert!(Settings::resolve(&Cli::default(), file).is_err());
-        assert!(parse_file("nonsense = 1").is_err());
-        let cli =
-            Cli::try_parse_from(["x", "--slow-consumer", "disconnect", "--workers", "0"]).unwrap();
-        assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
-    }
-}
+mod tests;

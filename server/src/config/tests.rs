@@ -1,0 +1,109 @@
+use clap::Parser;
+
+use super::*;
+
+#[test]
+fn no_configuration_runs_the_dev_app_on_loopback() {
+    let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
+    assert!(s.dev_app);
+    assert_eq!(s.bind, DEFAULT_BIND);
+    assert_eq!(DEFAULT_BIND.to_string(), "127.0.0.1:6001");
+    assert_eq!(s.apps, vec![AppConfig::dev()]);
+    assert_eq!(s.activity_timeout, 120);
+    assert_eq!(s.redis, None);
+    assert_eq!(s.node_ttl, DEFAULT_NODE_TTL);
+}
+
+#[test]
+fn redis_comes_from_the_flag_or_the_file() {
+    let file = parse_file("redis = \"redis://file:6379/\"\nnode_ttl = 5\n").unwrap();
+    let s = Settings::resolve(&Cli::default(), file.clone()).unwrap();
+    assert_eq!(s.redis.as_deref(), Some("redis://file:6379/"));
+    assert_eq!(s.node_ttl, 5);
+    let cli = Cli::try_parse_from(["x", "--redis", "redis://flag:1/"]).unwrap();
+    let s = Settings::resolve(&cli, file).unwrap();
+    assert_eq!(s.redis.as_deref(), Some("redis://flag:1/"));
+    let cli = Cli::try_parse_from(["x", "--redis", "localhost:6379"]).unwrap();
+    assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+}
+
+#[test]
+fn flags_beat_the_file_and_apps_add_up() {
+    let file = parse_file(
+        r#"
+        bind = "0.0.0.0:7000"
+        activity_timeout = 30
+        slow_consumer = "disconnect"
+        [[apps]]
+        id = "1"
+        key = "k1"
+        secret = "s1"
+        max_connections = 5
+        client_messages = false
+        "#,
+    )
+    .unwrap();
+    let cli = Cli::try_parse_from([
+        "x",
+        "--bind",
+        "127.0.0.1:1",
+        "--app-id",
+        "2",
+        "--app-key",
+        "k2",
+        "--app-secret",
+        "s2",
+    ])
+    .unwrap();
+    let s = Settings::resolve(&cli, file).unwrap();
+    assert_eq!(s.bind.port(), 1);
+    assert_eq!(s.activity_timeout, 30);
+    assert_eq!(s.slow_consumer, SlowConsumer::Disconnect);
+    assert_eq!(s.apps.len(), 2);
+    assert_eq!(s.apps[0].max_connections, Some(5));
+    assert!(!s.apps[0].client_messages);
+    assert_eq!(s.apps[1].max_event_size, DEFAULT_MAX_EVENT_SIZE);
+    assert!(!s.dev_app);
+}
+
+#[test]
+fn member_limits_default_to_pusher_and_apps_override_the_flags() {
+    let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
+    let l = s.client_limits(&s.apps[0]);
+    assert_eq!((l.max_user_id_length, l.max_member_size), (128, 2048));
+    let file = parse_file(
+        "max_member_size = 4096\n[[apps]]\nid='1'\nkey='k'\nsecret='s'\nmax_user_id_length = 16\n\
+         [[apps]]\nid='2'\nkey='k2'\nsecret='s'\nmax_member_size = 100\n",
+    )
+    .unwrap();
+    let cli = Cli::try_parse_from(["x", "--max-user-id-length", "64"]).unwrap();
+    let s = Settings::resolve(&cli, file).unwrap();
+    let (a, b) = (s.client_limits(&s.apps[0]), s.client_limits(&s.apps[1]));
+    assert_eq!((a.max_user_id_length, a.max_member_size), (16, 4096));
+    assert_eq!((b.max_user_id_length, b.max_member_size), (64, 100));
+    let cli = Cli::try_parse_from(["x", "--max-member-size", "0"]).unwrap();
+    assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+}
+
+#[test]
+fn the_development_app_id_is_numeric_as_pusher_sdks_require() {
+    assert!(DEV_APP_ID.bytes().all(|b| b.is_ascii_digit()));
+    assert!(!DEV_APP_ID.is_empty());
+}
+
+#[test]
+fn inconsistent_configurations_are_refused() {
+    let cli = Cli::try_parse_from(["x", "--app-key", "k"]).unwrap();
+    assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+    let file = parse_file(
+        "[[apps]]\nid='1'\nkey='k'\nsecret='s'\n[[apps]]\nid='2'\nkey='k'\nsecret='t'\n",
+    )
+    .unwrap();
+    assert!(Settings::resolve(&Cli::default(), file).is_err());
+    let file = parse_file("[[apps]]\nid='a/b'\nkey='k'\nsecret='s'\n").unwrap();
+    assert!(Settings::resolve(&Cli::default(), file).is_err());
+    assert!(parse_file("nonsense = 1").is_err());
+    let cli =
+        Cli::try_parse_from(["x", "--slow-consumer", "disconnect", "--workers", "0"]).unwrap();
+    assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+}

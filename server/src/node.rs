@@ -1,0 +1,173 @@
+//! One gateway node, socket-free: its apps, the Pusher protocol
+//! ([`Gateway`]), the HTTP API ([`HttpApi`]) and the activity timeout
+//! ([`Activity`]), all over one bus and one set of metrics.
+//!
+//! The parts do not name each other: each holds the shared [`Apps`], the
+//! bus publisher and the metrics it needs, and this module builds them
+//! together. The transport adapter (`handler.rs`) and the server wiring
+//! (`server.rs`) put a node on sockets; tests and embedders drive it with
+//! `realtime::pipe()` connections.
+//!
+//! # Buses
+//!
+//! [`Node::new`] publishes through an in-process `broadcasting::Memory`
+//! driver, exactly as the server binary does without `--redis`: an app's
+//! fan-outs run on its subscription thread, in publish order.
+//! [`Node::with_driver`] takes any driver (the server passes Redis in
+//! cluster mode; tests pass one Memory driver to several nodes).
+//! [`Node::with_bus`] takes any [`Bus`], e.g. [`crate::LocalBus`] to
+//! deliver on the publishing thread.
+
+use std::sync::{Arc, Mutex};
+
+use broadcasting::Broadcaster;
+
+use crate::activity::Activity;
+use crate::app::Apps;
+use crate::bus::{self, Attached, BroadcastBus, Bus, Publisher, BUS_BUFFER};
+use crate::config::Settings;
+use crate::connection::Clock;
+use crate::error::Error;
+use crate::gateway::{random_node_id, Gateway};
+use crate::http_api::HttpApi;
+use crate::metrics::{Metrics, Sample};
+
+/// A gateway node; see the module docs.
+#[derive(Debug)]
+pub struct Node {
+    id: u32,
+    apps: Arc<Apps>,
+    metrics: Arc<Metrics>,
+    gateway: Arc<Gateway>,
+    api: Arc<HttpApi>,
+    activity: Arc<Activity>,
+    attached: Mutex<Option<Attached>>,
+}
+
+impl Node {
+    /// A node for `settings` over an in-process Memory bus.
+    ///
+    /// # Errors
+    ///
+    /// A subscription thread could not be started.
+    pub fn new(settings: &Settings) -> Result<Self, Error> {
+        let driver = broadcasting::Memory::builder().buffer(BUS_BUFFER).build();
+        Self::with_driver(settings, random_node_id(), Arc::new(driver))
+    }
+
+    /// A node with this id publishing through `driver`, each app
+    /// subscribed to its prefix on it. The driver is closed with the node.
+    ///
+    /// # Errors
+    ///
+    /// The driver refused a subscription.
+    pub fn with_driver(
+        settings: &Settings,
+        id: u32,
+        driver: Arc<dyn Broadcaster>,
+    ) -> Result<Self, Error> {
+        let node = Self::with_bus(
+            settings,
+            id,
+            Arc::new(BroadcastBus::new(Arc::clone(&driver))),
+        );
+        let attached = bus::attach(node.apps.all(), driver)?;
+        *node.attached.lock().unwrap_or_else(|p| p.into_inner()) = Some(attached);
+        Ok(node)
+    }
+
+    /// A node with this id publishing through `bus`.
+    pub fn with_bus(settings: &Settings, id: u32, bus: Arc<dyn Bus>) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let apps = Arc::new(Apps::new(settings, &id.to_string(), &metrics));
+        let publisher = Publisher::new(bus, Arc::clone(&metrics));
+        let clock = Clock::new();
+        let gateway = Gateway::new(
+            settings,
+            Arc::clone(&apps),
+            publisher.clone(),
+            Arc::clone(&metrics),
+            clock,
+            id,
+        );
+        let api = HttpApi::new(Arc::clone(&apps), publisher, Arc::clone(&metrics));
+        let activity = Activity::new(
+            Arc::clone(&apps),
+            Arc::clone(&metrics),
+            clock,
+            settings.activity_timeout,
+        );
+        Self {
+            id,
+            apps,
+            metrics,
+            gateway: Arc::new(gateway),
+            api: Arc::new(api),
+            activity: Arc::new(activity),
+            attached: Mutex::new(None),
+        }
+    }
+
+    /// This node's id: the first part of its socket ids, and its id in a
+    /// cluster.
+    pub fn id(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// Every app.
+    pub fn apps(&self) -> &Apps {
+        &self.apps
+    }
+
+    /// The Pusher protocol.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// The HTTP API.
+    pub fn api(&self) -> &Arc<HttpApi> {
+        &self.api
+    }
+
+    /// The activity timeout.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    /// `/metrics`, rendered now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.apps.gauges())
+    }
+
+    /// Adds values read on every scrape.
+    pub(crate) fn register_samples(
+        &self,
+        samples: impl Fn() -> Vec<Sample> + Send + Sync + 'static,
+    ) {
+        self.metrics.register_samples(samples);
+    }
+
+    /// Closes every Hub (every client), then the bus (after the Hubs: a
+    /// cluster's presence leaves go out on it).
+    pub fn close(&self) {
+        self.apps.close_all();
+    }
+
+    /// Cancels the bus subscriptions and closes the driver.
+    pub(crate) fn close_bus(&self) {
+        let attached = self
+            .attached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(a) = attached {
+            a.close();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.close_bus();
+    }
+}
