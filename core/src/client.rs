@@ -263,6 +263,17 @@ impl Client {
         lock(&self.0.subs).len()
     }
 
+    /// Whether this client is subscribed to `channel`: `None` if not,
+    /// `Some(None)` for a channel without presence, `Some(Some(id))` for a
+    /// presence channel, `id` being the member it joined as (the user id in
+    /// [`crate::PresenceMode::PerUser`]). What a protocol layer needs to
+    /// check a client event's sender without a table of its own.
+    pub fn subscription(&self, channel: &str) -> Option<Option<String>> {
+        lock(&self.0.subs)
+            .get(channel)
+            .map(|sub| sub.presence.as_ref().map(|p| p.1.id.clone()))
+    }
+
     /// The channels this client is subscribed to.
     pub fn channels(&self) -> Vec<String> {
         lock(&self.0.subs).keys().map(|k| k.to_string()).collect()

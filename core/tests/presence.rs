@@ -257,3 +257,17 @@ fn r12_per_user_mode_deduplicates_by_member_id() {
         ]
     );
 }
+
+#[test]
+fn a_client_answers_which_member_it_subscribed_as() {
+    let hub = hub(PresenceMode::PerUser);
+    let (a, _pa) = connect_with(&hub, "u7|{\"n\":1}");
+    assert_eq!(a.subscription("presence-r"), None);
+    hub.subscribe(&a, "presence-r").unwrap();
+    hub.subscribe(&a, "news").unwrap();
+    assert_eq!(a.subscription("presence-r"), Some(Some("u7".to_owned())));
+    assert_eq!(a.subscription("news"), Some(None));
+    hub.unsubscribe(&a, "presence-r").unwrap();
+    assert_eq!(a.subscription("presence-r"), None);
+    assert_eq!(a.subscription("news"), Some(None));
+}

@@ -1,15 +1,15 @@
-//! Per-connection protocol state: socket id, signed-in user, subscribed
-//! channels, client-event rate limiter, activity clock.
+//! Per-connection protocol state: socket id, signed-in user, client-event
+//! rate limiter, activity clock. Subscriptions are not here: the Hub
+//! client's own table answers (`Client::subscription`).
 //!
 //! A [`Connection`] is created by `Gateway::open` and dropped by
 //! `Gateway::close`. Its reader thread (the transport loop that owns the
-//! socket) is the only one that changes `user`, `channels` and `limiter`,
+//! socket) is the only one that changes `user` and `limiter`,
 //! so those mutexes are uncontended; the activity sweeper and the HTTP API
 //! only read them. The activity clock is two atomics in milliseconds since
 //! the gateway's epoch: `last_seen` (any inbound message) and `ping_sent`
 //! (0 = no ping outstanding).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -51,8 +51,6 @@ pub struct Connection {
     client: Client,
     socket_id: String,
     user: Mutex<Option<String>>,
-    /// Subscribed channels; presence channels map to the member's user id.
-    channels: Mutex<HashMap<String, Option<String>>>,
     limiter: Mutex<TokenBucket>,
     last_seen: AtomicU64,
     ping_sent: AtomicU64,
@@ -65,7 +63,6 @@ impl Connection {
             client,
             socket_id,
             user: Mutex::new(None),
-            channels: Mutex::new(HashMap::new()),
             limiter: Mutex::new(TokenBucket::new(rate, now)),
             last_seen: AtomicU64::new(now_ms),
             ping_sent: AtomicU64::new(0),
@@ -92,20 +89,11 @@ impl Connection {
         lock(&self.user).replace(user)
     }
 
-    /// Records a subscription (`user_id` for presence channels).
-    pub fn subscribed(&self, channel: &str, user_id: Option<String>) {
-        lock(&self.channels).insert(channel.to_owned(), user_id);
-    }
-
-    /// Forgets a subscription.
-    pub fn unsubscribed(&self, channel: &str) {
-        lock(&self.channels).remove(channel);
-    }
-
     /// `None` if not subscribed to `channel`; `Some(user_id)` if subscribed
-    /// (`user_id` set on presence channels).
+    /// (`user_id` set on presence channels). Read from the Hub client's own
+    /// subscription table: the server keeps no copy of it.
     pub fn subscription(&self, channel: &str) -> Option<Option<String>> {
-        lock(&self.channels).get(channel).cloned()
+        self.client.subscription(channel)
     }
 
     /// Takes one client-event token.

@@ -309,7 +309,6 @@ impl Gateway {
                 if let Err(e) = app.hub().unsubscribe(client, &channel) {
                     tracing::debug!(error = %e, "unsubscribe refused");
                 }
-                conn.unsubscribed(&channel);
             }
             ClientMessage::Signin { auth, user_data } => {
                 subscribe::signin(&self.replies, app, &conn, &auth, &user_data)

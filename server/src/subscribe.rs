@@ -36,7 +36,6 @@ pub(crate) fn subscribe(r: &Replies, app: &App, conn: &Connection, req: Request<
         }
     };
     let client = conn.client();
-    let mut user_id = None;
     let result = match kind {
         ChannelKind::Public => app.hub().subscribe(client, channel),
         ChannelKind::ServerToUser => {
@@ -53,20 +52,17 @@ pub(crate) fn subscribe(r: &Replies, app: &App, conn: &Connection, req: Request<
             app.hub().subscribe(client, channel)
         }
         ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => {
-            match authorized(r, app, conn, kind, req, &mut user_id) {
+            match authorized(r, app, conn, kind, req) {
                 Some(result) => result,
                 None => return,
             }
         }
     };
     match result {
+        // A repeated subscribe is a no-op in the Hub: the first identity
+        // stays (R6).
         Ok(()) => {
             r.metrics().subscriptions.inc();
-            // A repeated subscribe is a no-op in the Hub (the first
-            // identity stays): keep the first identity here too.
-            if conn.subscription(channel).is_none() {
-                conn.subscribed(channel, user_id);
-            }
         }
         Err(e) => refused(r, conn, channel, kind, e),
     }
@@ -80,7 +76,6 @@ fn authorized(
     conn: &Connection,
     kind: ChannelKind,
     req: Request<'_>,
-    user_id: &mut Option<String>,
 ) -> Option<Result<(), HubError>> {
     let channel = req.channel;
     let Some(auth) = req.auth else {
@@ -112,7 +107,6 @@ fn authorized(
                 return None;
             }
         }
-        *user_id = Some(cd.user_id);
     }
     let params = SubscribeParams {
         socket_id: conn.socket_id().to_owned(),
