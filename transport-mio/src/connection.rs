@@ -67,7 +67,7 @@ use crate::codec::{self, Decoder, Flow, Inbound, Violation};
 use crate::handler::{Handler, Upgrade};
 use crate::handshake;
 use crate::http::{self, Head, HttpError, HttpResponse};
-use crate::server::{BodyBudget, Global};
+use crate::limits::{BodyBudget, Global};
 use crate::stats::{Counters, Ending};
 use crate::timer::Wheel;
 use crate::wake::{ConnTransport, LoopShared};

@@ -33,7 +33,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::AcceptMode;
 use crate::connection::{Connection, LoopCtx, Outcome};
 use crate::http::HttpResponse;
-use crate::server::SocketRefusal;
+use crate::limits::SocketRefusal;
 use crate::slots::Slots;
 use crate::stats::Counters;
 use crate::wake::LoopShared;

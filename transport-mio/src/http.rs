@@ -499,23 +499,6 @@ impl Chunked {
     }
 }
 
-/// Parses `input` as a request head, for fuzzing: the status the transport
-/// would answer with (0 for an incomplete head, 200 for a valid one). Never
-/// panics.
-#[doc(hidden)]
-pub fn fuzz_parse_request(input: &[u8]) -> u16 {
-    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-    match parse_head(input, peer, 1024 * 1024) {
-        Ok(Some(head)) if head.upgrade => match crate::handshake::validate(&head.request) {
-            Ok(_) => 101,
-            Err(e) => e.status,
-        },
-        Ok(Some(_)) => 200,
-        Ok(None) => 0,
-        Err(e) => e.status,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
