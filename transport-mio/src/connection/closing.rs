@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 
 use realtime::Client;
 
-use super::{guarded, CloseHow, ClosingPhase, Connection, LoopCtx, Outcome, Phase, Stream};
-use super::{Again, READS_PER_TURN};
+use super::{
+    guarded, Again, CloseHow, ClosingPhase, Connection, LoopCtx, Outcome, Phase, Stream,
+    READS_PER_TURN,
+};
 use crate::codec;
 use crate::stats::{Counters, Ending};
 

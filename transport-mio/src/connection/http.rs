@@ -29,8 +29,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::READS_PER_TURN;
-use super::{guarded, Again, CloseHow, Connection, LoopCtx, Outcome, Phase, Stream};
+use super::{
+    guarded, Again, CloseHow, Connection, LoopCtx, Outcome, Phase, Stream, READS_PER_TURN,
+};
 use crate::http::{self, Head, HttpError, HttpResponse};
 use crate::stats::{Counters, Ending};
 

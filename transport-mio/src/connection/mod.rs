@@ -58,8 +58,7 @@ use crate::stats::{Counters, Ending};
 use crate::timer::Wheel;
 use crate::wake::LoopShared;
 
-pub(crate) use self::write::Stream;
-use self::write::{Drained, Writer};
+use self::write::{Drained, Stream, Writer};
 
 /// Reads per readiness event before yielding to other connections.
 const READS_PER_TURN: usize = 16;
