@@ -33,7 +33,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::AcceptMode;
 use crate::connection::{Connection, LoopCtx, Outcome};
 use crate::http::HttpResponse;
-use crate::server::SocketRefusal;
+use crate::limits::SocketRefusal;
 use crate::slots::Slots;
 use crate::stats::Counters;
 use crate::wake::LoopShared;
@@ -167,7 +167,7 @@ impl EventLoop {
             return;
         };
         conn.on_drop(&mut self.ctx);
-        let _ = self.poll.registry().deregister(&mut conn.sock);
+        let _ = self.poll.registry().deregister(conn.socket_mut());
         self.ctx.global.socket_closed(conn.peer.ip());
     }
 
@@ -242,7 +242,7 @@ impl EventLoop {
             return;
         };
         let registered = self.poll.registry().register(
-            &mut conn.sock,
+            conn.socket_mut(),
             token,
             Interest::READABLE | Interest::WRITABLE,
         );

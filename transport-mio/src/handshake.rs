@@ -6,10 +6,15 @@
 //! without blocking; this module only decides. No extension (such as
 //! permessage-deflate) and no subprotocol is negotiated, so every inbound
 //! frame must have its RSV bits clear.
+//!
+//! [`fuzz_parse_request`] runs a request head through the parser and this
+//! check: the status the transport would answer with.
 
 use bytes::Bytes;
 
-use crate::http::{HttpError, Request};
+use std::net::SocketAddr;
+
+use crate::http::{self, HttpError, Request};
 
 /// Validates an upgrade request; returns the `Sec-WebSocket-Accept` value.
 ///
@@ -49,6 +54,23 @@ pub(crate) fn switching_protocols(accept: &str) -> Bytes {
     Bytes::from(format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     ))
+}
+
+/// Parses `input` as a request head, for fuzzing: the status the transport
+/// would answer with (0 for an incomplete head, 200 for a valid one). Never
+/// panics.
+#[doc(hidden)]
+pub fn fuzz_parse_request(input: &[u8]) -> u16 {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+    match http::parse_head(input, peer, 1024 * 1024) {
+        Ok(Some(head)) if head.upgrade => match validate(&head.request) {
+            Ok(_) => 101,
+            Err(e) => e.status,
+        },
+        Ok(Some(_)) => 200,
+        Ok(None) => 0,
+        Err(e) => e.status,
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::query;
+
 /// Largest request head (request line and headers) accepted.
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
 
@@ -84,12 +86,11 @@ impl Request {
         self.query_params().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
-    /// Every query parameter, percent-decoded, in order.
+    /// Every query parameter, percent-decoded as [`crate::percent_decode`]
+    /// does, in order; repeated keys are kept (see [`crate::parse_query`]
+    /// for the strict form).
     pub fn query_params(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        self.query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+        query::pairs(&self.query)
     }
 
     /// Whether a header holds `token` in its comma-separated list
@@ -100,47 +101,6 @@ impl Request {
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
             .flat_map(|(_, v)| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
-}
-
-/// Decodes `%XX` escapes and `+` (a space); malformed escapes are kept as
-/// they are and invalid UTF-8 is replaced.
-///
-/// # Examples
-///
-/// ```
-/// assert_eq!(realtime_mio::percent_decode("a%2Fb+c%zz"), "a/b c%zz");
-/// ```
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex);
-                let lo = bytes.get(i + 2).copied().and_then(hex);
-                if let (Some(hi), Some(lo)) = (hi, lo) {
-                    out.push(hi << 4 | lo);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 
@@ -496,23 +456,6 @@ impl Chunked {
             return Err(too_large());
         }
         Ok(None)
-    }
-}
-
-/// Parses `input` as a request head, for fuzzing: the status the transport
-/// would answer with (0 for an incomplete head, 200 for a valid one). Never
-/// panics.
-#[doc(hidden)]
-pub fn fuzz_parse_request(input: &[u8]) -> u16 {
-    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-    match parse_head(input, peer, 1024 * 1024) {
-        Ok(Some(head)) if head.upgrade => match crate::handshake::validate(&head.request) {
-            Ok(_) => 101,
-            Err(e) => e.status,
-        },
-        Ok(Some(_)) => 200,
-        Ok(None) => 0,
-        Err(e) => e.status,
     }
 }
 

@@ -1,0 +1,271 @@
+//! Test support: the phases driven by byte slices, without sockets. A
+//! [`MemStream`] stands for the socket (input the test supplies, output it
+//! inspects, a write room it controls) and a [`Rig`] holds one connection
+//! with the loop context it needs, serving a small echo application.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use mio::{Poll, Token, Waker};
+use realtime::{Client, Hub, MessageType, Transport};
+
+use super::{Connection, LoopCtx, Outcome, Stream};
+use crate::config::Config;
+use crate::handler::{Handler, Upgrade};
+use crate::http::{HttpResponse, Request};
+use crate::limits::Global;
+use crate::timer::Wheel;
+use crate::wake::LoopShared;
+
+/// An in-memory socket.
+#[derive(Debug)]
+pub(super) struct MemStream {
+    /// Bytes the peer sent and we have not read.
+    pub(super) input: VecDeque<u8>,
+    /// The peer closed its write side: reads past `input` return 0.
+    pub(super) eof: bool,
+    /// Everything we wrote.
+    pub(super) written: Vec<u8>,
+    /// Bytes the socket still takes before it pushes back (`WouldBlock`).
+    pub(super) room: usize,
+    /// Our write side was shut down (`shutdown_write` takes `&self`).
+    shut: Cell<bool>,
+    /// Write calls that took bytes.
+    pub(super) writes: usize,
+}
+
+impl MemStream {
+    /// Whether our write side was shut down.
+    pub(super) fn is_shut(&self) -> bool {
+        self.shut.get()
+    }
+
+    pub(super) fn with_room(room: usize) -> Self {
+        Self {
+            input: VecDeque::new(),
+            eof: false,
+            written: Vec::new(),
+            room,
+            shut: Cell::new(false),
+            writes: 0,
+        }
+    }
+}
+
+impl Read for MemStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return match self.eof {
+                true => Ok(0),
+                false => Err(io::ErrorKind::WouldBlock.into()),
+            };
+        }
+        let n = buf.len().min(self.input.len());
+        for (slot, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        assert!(!self.shut.get(), "write after shutdown");
+        if self.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let before = self.written.len();
+        for buf in bufs {
+            let n = buf.len().min(self.room);
+            self.written.extend_from_slice(&buf[..n]);
+            self.room -= n;
+        }
+        self.writes += 1;
+        Ok(self.written.len() - before)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream for MemStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shut.set(true);
+        Ok(())
+    }
+}
+
+/// A transport that ignores wake-ups (the test drives the drain itself).
+pub(super) struct NoWake;
+
+impl Transport for NoWake {
+    fn wake(&self) {}
+    fn closed(&self) {}
+}
+
+/// A client of `hub` that no loop serves.
+pub(super) fn detached_client(hub: &Hub) -> Client {
+    hub.attach(Arc::new(NoWake), Bytes::new()).unwrap()
+}
+
+/// The application of the rig: echoes messages, answers plain requests
+/// with `200 up`, records the clients it opened and closed.
+struct EchoApp {
+    hub: Hub,
+    opened: Mutex<Vec<Client>>,
+    closed: Mutex<usize>,
+}
+
+impl Handler for EchoApp {
+    fn on_upgrade(&self, _: &Request) -> Upgrade {
+        Upgrade::Accept {
+            hub: self.hub.clone(),
+            auth: Bytes::new(),
+        }
+    }
+
+    fn on_open(&self, client: &Client) {
+        self.opened.lock().unwrap().push(client.clone());
+    }
+
+    fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
+        let _ = match kind {
+            MessageType::Text => client.send_text(data),
+            MessageType::Binary => client.send_binary(data),
+        };
+    }
+
+    fn on_close(&self, _: &Client) {
+        *self.closed.lock().unwrap() += 1;
+    }
+
+    fn on_http(&self, _: &Request, _: Bytes) -> HttpResponse {
+        HttpResponse::text(200, "up\n")
+    }
+}
+
+/// A WebSocket upgrade request (the RFC's sample key).
+pub(super) const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\
+Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// One connection on an in-memory stream, with its loop context.
+pub(super) struct Rig {
+    pub(super) conn: Connection<MemStream>,
+    pub(super) ctx: LoopCtx,
+    app: Arc<EchoApp>,
+    /// Keeps the waker's registry alive.
+    _poll: Poll,
+}
+
+impl Rig {
+    pub(super) fn new(config: Config) -> Self {
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), Token(usize::MAX)).unwrap();
+        let now = Instant::now();
+        let app = Arc::new(EchoApp {
+            hub: Hub::new(),
+            opened: Mutex::new(Vec::new()),
+            closed: Mutex::new(0),
+        });
+        let mut ctx = LoopCtx {
+            handler: Arc::clone(&app) as Arc<dyn Handler>,
+            wheel: Wheel::new(config.tick(), now),
+            global: Arc::new(Global::new(config)),
+            shared: Arc::new(LoopShared::new(waker)),
+            read_buf: vec![0; 8 * 1024].into_boxed_slice(),
+            batch: VecDeque::new(),
+            again: Vec::new(),
+            now,
+            stopping: false,
+        };
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        let mut conn = Connection::new(Token(0), MemStream::with_room(usize::MAX), peer, &ctx);
+        conn.start(&mut ctx);
+        Self {
+            conn,
+            ctx,
+            app,
+            _poll: poll,
+        }
+    }
+
+    /// The peer sends `bytes`; the connection reads them.
+    pub(super) fn send(&mut self, bytes: &[u8]) -> Outcome {
+        self.sock().input.extend(bytes);
+        self.conn.on_readable(&mut self.ctx)
+    }
+
+    /// The socket takes `room` more bytes; the connection writes.
+    pub(super) fn writable(&mut self, room: usize) -> Outcome {
+        self.sock().room = room;
+        self.conn.on_writable(&mut self.ctx)
+    }
+
+    pub(super) fn sock(&mut self) -> &mut MemStream {
+        self.conn.socket_mut()
+    }
+
+    /// What was written since the last call.
+    pub(super) fn written(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.sock().written)
+    }
+
+    /// Upgrades the connection; returns its client.
+    pub(super) fn open(&mut self) -> Client {
+        assert_eq!(self.send(UPGRADE), Outcome::Keep);
+        let written = self.written();
+        assert!(written.starts_with(b"HTTP/1.1 101 "), "{written:?}");
+        assert!(self.conn.is_open());
+        self.app.opened.lock().unwrap().last().unwrap().clone()
+    }
+
+    /// How many times `on_close` ran.
+    pub(super) fn closed(&self) -> usize {
+        *self.app.closed.lock().unwrap()
+    }
+}
+
+/// A masked client frame.
+pub(super) fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut out = vec![u8::from(fin) << 7 | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Splits server frames (unmasked, at most 64 KiB) into (opcode, payload).
+pub(super) fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let opcode = bytes[0] & 0x0f;
+        let (len, at) = match bytes[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            n => (usize::from(n), 2),
+        };
+        out.push((opcode, bytes[at..at + len].to_vec()));
+        bytes = &bytes[at + len..];
+    }
+    out
+}
+
+/// The close code of a close frame's payload.
+pub(super) fn close_code(payload: &[u8]) -> u16 {
+    u16::from_be_bytes([payload[0], payload[1]])
+}
