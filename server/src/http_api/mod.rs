@@ -18,11 +18,10 @@ mod events;
 
 pub use events::{MAX_BATCH, MAX_CHANNELS_PER_EVENT, MAX_EVENT_NAME};
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use realtime_mio::{percent_decode, HttpResponse, Request};
+use realtime_mio::{parse_query, percent_decode, HttpResponse, Request};
 
 use crate::app::{App, Apps};
 use crate::auth;
@@ -42,22 +41,6 @@ pub struct HttpApi {
     apps: Arc<Apps>,
     publisher: Publisher,
     metrics: Arc<Metrics>,
-}
-
-/// Splits a query into decoded pairs; `None` if a key repeats (compared
-/// case-insensitively): a signed request must not be ambiguous.
-fn parse_query(query: &str) -> Option<Vec<(String, String)>> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        let (k, v) = (percent_decode(k), percent_decode(v));
-        if !seen.insert(k.to_ascii_lowercase()) {
-            return None;
-        }
-        out.push((k, v));
-    }
-    Some(out)
 }
 
 pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -190,7 +173,7 @@ impl HttpApi {
             return Err(HttpResponse::text(404, "Unknown app"));
         };
         let params =
-            parse_query(&req.query).ok_or_else(|| bad_request("Repeated query parameter"))?;
+            parse_query(&req.query).map_err(|_| bad_request("Repeated query parameter"))?;
         authenticate_query(app, req, &params, now_unix)?;
         Ok((Arc::clone(app), params))
     }
@@ -297,24 +280,5 @@ impl HttpApi {
             self.apps.forget(conn.client(), &self.metrics);
         }
         conns.len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_split_decode_and_refuse_repeats() {
-        let q = parse_query("a=1&b=x%20y&c&&").unwrap();
-        assert_eq!(
-            q,
-            vec![
-                ("a".into(), "1".into()),
-                ("b".into(), "x y".into()),
-                ("c".into(), String::new())
-            ]
-        );
-        assert!(parse_query("a=1&A=2").is_none());
     }
 }
