@@ -11,6 +11,8 @@
 //! `Handler::on_activity`). Both stamp the node's `Clock`, which
 //! [`Activity`] reads.
 //!
+//! The same sweep drops the cache channels' expired events (`cache/`).
+//!
 //! One sweeper thread scans every connection once per `interval` (a
 //! second by default): O(connections) per sweep, no per-connection timer.
 //! The scan takes a snapshot of each app's table, then acts outside any
@@ -34,6 +36,8 @@ pub struct Swept {
     pub pinged: usize,
     /// Connections closed with 4201.
     pub closed: usize,
+    /// Cached events dropped past their TTL (cache channels).
+    pub expired: usize,
 }
 
 /// The activity timeout of a node's connections.
@@ -63,6 +67,7 @@ impl Activity {
         let pong_ms = PONG_TIMEOUT.as_millis() as u64;
         let mut swept = Swept::default();
         for app in self.apps.all() {
+            swept.expired += app.cache().sweep(now);
             for conn in app.connections() {
                 let ping = conn.ping_sent();
                 if ping != 0 {

@@ -22,6 +22,7 @@ use realtime::{AuthRequest, AuthResult, ChannelType, Client, Frame, Hub, Member,
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
+use crate::cache::{CacheLimits, CacheMetrics, ChannelCache};
 use crate::config::{AppConfig, ClientLimits, Settings, SlowConsumer};
 use crate::connection::Connection;
 use crate::member::parse_channel_data;
@@ -79,6 +80,8 @@ pub struct App {
     cluster: Option<Arc<ClusterRoster>>,
     /// Where fan-outs are recorded.
     metrics: Arc<Metrics>,
+    /// The last event of each cache channel (`cache/`).
+    cache: ChannelCache,
 }
 
 impl std::fmt::Debug for App {
@@ -126,6 +129,7 @@ impl App {
                 .build(),
             None => builder.presence_encoder(PusherPresenceEncoder).build(),
         };
+        let cache = ChannelCache::new(&config.id, CacheLimits::default(), Arc::default());
         Self {
             config,
             limits,
@@ -135,7 +139,19 @@ impl App {
             users: DashMap::new(),
             cluster,
             metrics,
+            cache,
         }
+    }
+
+    /// This app with a cache of these limits counting into `metrics`.
+    pub(crate) fn with_cache(mut self, limits: CacheLimits, metrics: Arc<CacheMetrics>) -> Self {
+        self.cache = ChannelCache::new(&self.config.id, limits, metrics);
+        self
+    }
+
+    /// The last events of the app's cache channels.
+    pub(crate) fn cache(&self) -> &ChannelCache {
+        &self.cache
     }
 
     /// Cluster mode: the cluster-wide presence roster.
@@ -233,11 +249,13 @@ impl App {
     }
 
     /// Delivers an encoded Pusher frame to this node's subscribers of
-    /// `channel`, except the connection with socket id `except`.
+    /// `channel`, except the connection with socket id `except`; on a
+    /// cache channel it becomes the channel's last event first (`cache/`).
     /// The fan-out's size and time go to the `realtime_fanout_*`
     /// histograms.
     pub fn deliver(&self, channel: &str, frame: Frame, except: Option<&str>) {
         let start = std::time::Instant::now();
+        self.cache.store_at(channel, &frame, start);
         let except = except.and_then(|s| self.by_socket_id(s));
         let except = except.as_ref().map(|c| c.client());
         let recipients = self.hub.channel_count(channel);
@@ -263,6 +281,7 @@ impl Apps {
     /// The apps of `settings`; in cluster mode (`settings.redis`) each
     /// carries a cluster roster with this `node` id.
     pub(crate) fn new(settings: &Settings, node: &str, metrics: &Arc<Metrics>) -> Self {
+        let cache_metrics = CacheMetrics::register(metrics);
         let list: Vec<Arc<App>> = settings
             .apps
             .iter()
@@ -271,12 +290,15 @@ impl Apps {
                     .redis
                     .as_ref()
                     .map(|_| Arc::new(ClusterRoster::new(node.to_owned())));
-                Arc::new(App::with_cluster(
-                    a.clone(),
-                    settings.client_limits(a),
-                    roster,
-                    Arc::clone(metrics),
-                ))
+                Arc::new(
+                    App::with_cluster(
+                        a.clone(),
+                        settings.client_limits(a),
+                        roster,
+                        Arc::clone(metrics),
+                    )
+                    .with_cache(settings.cache_limits(), Arc::clone(&cache_metrics)),
+                )
             })
             .collect();
         let index = |f: fn(&AppConfig) -> &String| {

@@ -62,6 +62,21 @@ fn allowed(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';')
 }
 
+/// The prefixes of cache channels (PUSHER.md, "Cache channels"). Each is a
+/// channel of its base kind (`private-cache-x` is private, and so on) whose
+/// last event is kept for new subscribers (`cache/`).
+pub const CACHE_PREFIXES: [&str; 4] = [
+    "cache-",
+    "private-cache-",
+    "private-encrypted-cache-",
+    "presence-cache-",
+];
+
+/// Whether `name` is a cache channel.
+pub fn is_cache(name: &str) -> bool {
+    CACHE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// Validates `name` and returns its kind.
 ///
 /// # Errors
@@ -130,6 +145,28 @@ mod tests {
             assert!(classify(bad).is_err(), "{bad}");
         }
         assert_eq!(classify("A-z_0=9@,.;"), Ok(ChannelKind::Public));
+    }
+
+    #[test]
+    fn cache_channels_keep_their_base_kind() {
+        assert_eq!(classify("cache-x"), Ok(ChannelKind::Public));
+        assert_eq!(classify("private-cache-x"), Ok(ChannelKind::Private));
+        assert_eq!(
+            classify("private-encrypted-cache-x"),
+            Ok(ChannelKind::PrivateEncrypted)
+        );
+        assert_eq!(classify("presence-cache-x"), Ok(ChannelKind::Presence));
+        for c in [
+            "cache-x",
+            "private-cache-x",
+            "private-encrypted-cache-x",
+            "presence-cache-x",
+        ] {
+            assert!(is_cache(c), "{c}");
+        }
+        for c in ["cache", "news", "private-x", "presence-cachex", "x-cache-y"] {
+            assert!(!is_cache(c), "{c}");
+        }
     }
 
     #[test]

@@ -303,6 +303,7 @@ impl Gateway {
                     channel: &channel,
                     auth,
                     channel_data,
+                    now,
                 },
             ),
             ClientMessage::Unsubscribe { channel } => {

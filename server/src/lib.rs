@@ -38,6 +38,7 @@ mod activity;
 mod app;
 pub mod auth;
 mod bus;
+mod cache;
 mod channel;
 mod cluster;
 mod config;

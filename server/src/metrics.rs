@@ -259,6 +259,16 @@ impl Metrics {
             .register_collector(Box::new(Samples(samples)));
     }
 
+    /// Registers a metric of another module (the cache's, `cache/`).
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry().register(name, help, metric);
+    }
+
     /// Records one fan-out of `recipients` that took `took`.
     pub(crate) fn fanout(&self, recipients: usize, took: Duration) {
         self.fanout_recipients.observe(recipients as f64);

@@ -8,6 +8,7 @@ use realtime_mio::{Config, Server};
 
 use crate::activity::Sweeper;
 use crate::bus::BUS_BUFFER;
+use crate::cache;
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::error::Error;
@@ -30,6 +31,8 @@ pub struct Running {
     local_addr: std::net::SocketAddr,
     sweeper: Option<Sweeper>,
     cluster: Option<Cluster>,
+    /// Cluster mode: the cache channels' entries shared through Redis.
+    cache: Option<cache::Remote>,
     /// The `--metrics-bind` listener.
     metrics: Option<Server>,
 }
@@ -76,7 +79,7 @@ pub fn start(settings: &Settings) -> Result<Running, Error> {
     let Some(url) = &settings.redis else {
         let driver = broadcasting::Memory::builder().buffer(BUS_BUFFER).build();
         let node = Node::with_driver(settings, id, Arc::new(driver))?;
-        return start_node(node, settings, None);
+        return start_node(node, settings, None, None);
     };
     let refused = |e: &dyn std::fmt::Display| Error::Redis {
         url: redact(url),
@@ -103,6 +106,14 @@ pub fn start(settings: &Settings) -> Result<Running, Error> {
             .map(|r| samples::redis(&r))
             .unwrap_or_default()
     });
+    // Loads the cluster's cached events before the listener opens.
+    let cache = cache::Remote::start(
+        node.apps(),
+        Arc::clone(&redis),
+        url,
+        &settings.redis_namespace,
+    )
+    .map_err(|e| refused(&e))?;
     let cluster = Cluster::start(
         node.apps(),
         &node.id(),
@@ -112,7 +123,7 @@ pub fn start(settings: &Settings) -> Result<Running, Error> {
         Duration::from_secs(settings.node_ttl),
     )
     .map_err(|e| refused(&e))?;
-    start_node(node, settings, Some(cluster))
+    start_node(node, settings, Some(cluster), Some(cache))
 }
 
 /// Waits up to [`REDIS_START_WAIT`] for a first Redis connection, and says
@@ -148,7 +159,12 @@ fn redact(url: &str) -> String {
 
 /// Puts a built node on the transport, with its sweeper and metrics
 /// listener.
-fn start_node(node: Node, settings: &Settings, cluster: Option<Cluster>) -> Result<Running, Error> {
+fn start_node(
+    node: Node,
+    settings: &Settings,
+    cluster: Option<Cluster>,
+    cache: Option<cache::Remote>,
+) -> Result<Running, Error> {
     let node = Arc::new(node);
     let server = Server::bind(transport_config(settings), PusherHandler::new(&node))?;
     let local_addr = server.local_addr();
@@ -175,6 +191,7 @@ fn start_node(node: Node, settings: &Settings, cluster: Option<Cluster>) -> Resu
         local_addr,
         sweeper: Some(sweeper),
         cluster,
+        cache,
         metrics,
     })
 }
@@ -215,6 +232,10 @@ impl Running {
         // leaves go out on it).
         if let Some(cluster) = self.cluster.take() {
             cluster.close();
+        }
+        // The cache thread performs the writes still queued, then ends.
+        if let Some(cache) = self.cache.take() {
+            cache.close();
         }
         self.node.close_bus();
     }

@@ -8,10 +8,13 @@
 //! refusals become `pusher:subscription_error`s: `AuthError` for a bad
 //! signature, `LimitReached` for a configured limit.
 
+use std::time::Instant;
+
 use realtime::Error as HubError;
 
 use crate::app::{App, SubscribeParams};
 use crate::auth;
+use crate::cache;
 use crate::channel::{self, ChannelKind};
 use crate::connection::Connection;
 use crate::member::{check_member, parse_channel_data, parse_user_data};
@@ -24,11 +27,16 @@ pub(crate) struct Request<'a> {
     pub(crate) channel: &'a str,
     pub(crate) auth: Option<String>,
     pub(crate) channel_data: Option<String>,
+    /// When it arrived (cache entries expire by it).
+    pub(crate) now: Instant,
 }
 
-/// Handles `pusher:subscribe`.
+/// Handles `pusher:subscribe`. A cache channel's subscriber then gets the
+/// channel's last event, or `pusher:cache_miss` (`cache/`), after
+/// `subscription_succeeded`.
 pub(crate) fn subscribe(r: &Replies, app: &App, conn: &Connection, req: Request<'_>) {
     let channel = req.channel;
+    let now = req.now;
     let kind = match channel::classify(channel) {
         Ok(k) => k,
         Err(e) => {
@@ -63,6 +71,9 @@ pub(crate) fn subscribe(r: &Replies, app: &App, conn: &Connection, req: Request<
         // stays (R6).
         Ok(()) => {
             r.metrics().subscriptions.inc();
+            // The Hub queued subscription_succeeded: the cached event
+            // follows it.
+            cache::subscribed(app, client, channel, now);
         }
         Err(e) => refused(r, conn, channel, kind, e),
     }

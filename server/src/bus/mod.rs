@@ -150,6 +150,9 @@ impl Publisher {
         except: Option<&str>,
     ) {
         self.metrics.events_published.inc();
+        // Cluster mode: a cache channel's event is also shared through
+        // Redis (`cache/`); every node's local copy follows `deliver`.
+        app.cache().published(channel, &frame);
         if let Err(e) = self.bus.publish(app, channel, name, frame, except) {
             self.metrics.bus_errors.inc();
             tracing::warn!(app = app.id(), channel, error = %e, "publish failed");

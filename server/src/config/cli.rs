@@ -107,4 +107,14 @@ pub struct Cli {
     /// removed everywhere [default: 15].
     #[arg(long, env = "REALTIME_NODE_TTL")]
     pub node_ttl: Option<u64>,
+    /// Seconds a cache channel (`cache-`, `private-cache-`,
+    /// `private-encrypted-cache-`, `presence-cache-`) keeps its last event
+    /// for new subscribers [default: 1800].
+    #[arg(long, env = "REALTIME_CACHE_TTL")]
+    pub cache_ttl: Option<u64>,
+    /// Most cache channels holding a last event, per app; past it the
+    /// oldest entry is evicted (counted in
+    /// `realtime_cache_evictions_total{reason="limit"}`) [default: 10000].
+    #[arg(long, env = "REALTIME_MAX_CACHE_CHANNELS")]
+    pub max_cache_channels: Option<usize>,
 }

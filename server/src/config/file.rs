@@ -55,6 +55,10 @@ pub struct FileConfig {
     pub redis_namespace: Option<String>,
     /// As `--node-ttl`.
     pub node_ttl: Option<u64>,
+    /// As `--cache-ttl`.
+    pub cache_ttl: Option<u64>,
+    /// As `--max-cache-channels`.
+    pub max_cache_channels: Option<usize>,
     /// The apps.
     #[serde(default)]
     pub apps: Vec<AppConfig>,

@@ -64,6 +64,16 @@ pub const DEFAULT_MAX_USER_ID_LENGTH: usize = 128;
 /// presence roster frame stays under about 220 KB.
 pub const DEFAULT_MAX_MEMBER_SIZE: usize = 2 * 1024;
 
+/// Default seconds a cache channel keeps its last event: 1800 (30 minutes),
+/// as Pusher.
+pub const DEFAULT_CACHE_TTL: u64 = 1800;
+/// Default most cache channels with a last event, per app: 10,000. Each
+/// entry is one event frame (at most about twice `max_event_size` when
+/// every byte of the data is escaped), so at the default 10 KB events an
+/// app's cache stays under about 200 MB in the worst case and a few MB for
+/// typical events; past it the oldest entry is evicted (`cache/`).
+pub const DEFAULT_MAX_CACHE_CHANNELS: usize = 10_000;
+
 /// What to do with a client whose outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -205,6 +215,10 @@ pub struct Settings {
     pub redis_namespace: String,
     /// Seconds without a heartbeat after which a node counts as dead.
     pub node_ttl: u64,
+    /// Seconds a cache channel keeps its last event.
+    pub cache_ttl: u64,
+    /// Most cache channels with a last event, per app.
+    pub max_cache_channels: usize,
     /// The apps (at least one).
     pub apps: Vec<AppConfig>,
     /// Whether `apps` is the built-in development app.
@@ -235,6 +249,8 @@ impl Default for Settings {
             redis: None,
             redis_namespace: DEFAULT_REDIS_NAMESPACE.to_owned(),
             node_ttl: DEFAULT_NODE_TTL,
+            cache_ttl: DEFAULT_CACHE_TTL,
+            max_cache_channels: DEFAULT_MAX_CACHE_CHANNELS,
             apps: vec![AppConfig::dev()],
             dev_app: true,
         }
@@ -360,6 +376,12 @@ impl Settings {
                 d.redis_namespace,
             ),
             node_ttl: pick(cli.node_ttl, file.node_ttl, d.node_ttl),
+            cache_ttl: pick(cli.cache_ttl, file.cache_ttl, d.cache_ttl),
+            max_cache_channels: pick(
+                cli.max_cache_channels,
+                file.max_cache_channels,
+                d.max_cache_channels,
+            ),
             apps,
             dev_app,
         };
@@ -382,6 +404,14 @@ impl Settings {
             max_channels: app.max_channels.unwrap_or(self.max_channels),
             max_user_id_length: app.max_user_id_length.unwrap_or(self.max_user_id_length),
             max_member_size: app.max_member_size.unwrap_or(self.max_member_size),
+        }
+    }
+
+    /// The cache channels' TTL and bound (`cache/`).
+    pub(crate) fn cache_limits(&self) -> crate::cache::CacheLimits {
+        crate::cache::CacheLimits {
+            ttl: std::time::Duration::from_secs(self.cache_ttl),
+            max_channels: self.max_cache_channels,
         }
     }
 
@@ -425,6 +455,9 @@ impl Settings {
                     app.id
                 ));
             }
+        }
+        if self.cache_ttl == 0 || self.max_cache_channels == 0 {
+            return bad("cache_ttl and max_cache_channels must be at least 1".into());
         }
         if self.node_ttl < 2 {
             return bad("node_ttl must be at least 2 seconds".into());

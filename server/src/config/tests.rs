@@ -107,3 +107,17 @@ fn inconsistent_configurations_are_refused() {
         Cli::try_parse_from(["x", "--slow-consumer", "disconnect", "--workers", "0"]).unwrap();
     assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
 }
+
+#[test]
+fn cache_settings_come_from_flags_or_the_file_with_pusher_defaults() {
+    let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
+    assert_eq!((s.cache_ttl, s.max_cache_channels), (1800, 10_000));
+    let file = parse_file("cache_ttl = 60\nmax_cache_channels = 5\n").unwrap();
+    let s = Settings::resolve(&Cli::default(), file.clone()).unwrap();
+    assert_eq!((s.cache_ttl, s.max_cache_channels), (60, 5));
+    let cli = Cli::try_parse_from(["x", "--cache-ttl", "7"]).unwrap();
+    let s = Settings::resolve(&cli, file).unwrap();
+    assert_eq!((s.cache_ttl, s.max_cache_channels), (7, 5));
+    let cli = Cli::try_parse_from(["x", "--max-cache-channels", "0"]).unwrap();
+    assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
+}
