@@ -28,6 +28,7 @@ use crate::member::parse_channel_data;
 use crate::metrics::{self, AppGauges, Metrics};
 use crate::presence::{ClusterPresenceEncoder, ClusterRoster, PusherPresenceEncoder};
 use crate::protocol::code;
+use crate::webhooks::Webhooks;
 
 /// The per-subscribe credentials handed to the authorizer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +80,8 @@ pub struct App {
     cluster: Option<Arc<ClusterRoster>>,
     /// Where fan-outs are recorded.
     metrics: Arc<Metrics>,
+    /// This app's webhook targets and the door to the node's delivery.
+    webhooks: Webhooks,
 }
 
 impl std::fmt::Debug for App {
@@ -127,6 +130,7 @@ impl App {
             None => builder.presence_encoder(PusherPresenceEncoder).build(),
         };
         Self {
+            webhooks: Webhooks::new(&config.id, &config.webhooks),
             config,
             limits,
             hub,
@@ -141,6 +145,11 @@ impl App {
     /// Cluster mode: the cluster-wide presence roster.
     pub fn cluster_roster(&self) -> Option<&Arc<ClusterRoster>> {
         self.cluster.as_ref()
+    }
+
+    /// This app's webhooks (e.g. `app.webhooks().cache_miss(channel)`).
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
     }
 
     /// The configuration.

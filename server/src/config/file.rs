@@ -55,6 +55,14 @@ pub struct FileConfig {
     pub redis_namespace: Option<String>,
     /// As `--node-ttl`.
     pub node_ttl: Option<u64>,
+    /// As `--webhook-queue`.
+    pub webhook_queue: Option<usize>,
+    /// As `--webhook-retry-ms`.
+    pub webhook_retry_ms: Option<u64>,
+    /// As `--webhook-timeout-ms`.
+    pub webhook_timeout_ms: Option<u64>,
+    /// As `--webhook-workers`.
+    pub webhook_workers: Option<usize>,
     /// The apps.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
