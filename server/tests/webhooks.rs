@@ -1,0 +1,276 @@
+//! Webhooks against a real receiver on loopback that checks every
+//! request's signature: occupancy, presence members per user, client
+//! events, retries, and a receiver that is down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use common::live::*;
+use common::*;
+use crossbeam_channel::{Receiver, Sender};
+use realtime_server::{auth, Running, WebhookTarget};
+use serde_json::{json, Value};
+
+mod receiver {
+    //! A tiny HTTP receiver: one thread per connection, keep-alive, answers
+    //! from a script of statuses (then 200), reports every request.
+    use super::*;
+
+    /// One request as received.
+    #[derive(Debug, Clone)]
+    pub(super) struct Hit {
+        pub(super) status: u16,
+        pub(super) id: String,
+        pub(super) body: Value,
+    }
+
+    pub(super) struct Hooks {
+        pub(super) url: String,
+        pub(super) hits: Receiver<Hit>,
+    }
+
+    /// Starts a receiver answering `script` in order, then 200.
+    pub(super) fn start(script: &[u16]) -> Hooks {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let script = Arc::new(Mutex::new(script.to_vec()));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (tx, script) = (tx.clone(), Arc::clone(&script));
+                std::thread::spawn(move || serve(stream, &tx, &script));
+            }
+        });
+        Hooks {
+            url: format!("http://{addr}/hooks"),
+            hits: rx,
+        }
+    }
+
+    fn serve(stream: TcpStream, tx: &Sender<Hit>, script: &Mutex<Vec<u16>>) {
+        let mut w = stream.try_clone().unwrap();
+        let mut r = BufReader::new(stream);
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            assert!(line.starts_with("POST /hooks "), "{line}");
+            let mut headers = std::collections::HashMap::new();
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h).unwrap();
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                let (k, v) = h.split_once(':').unwrap();
+                headers.insert(k.to_ascii_lowercase(), v.trim().to_owned());
+            }
+            let len: usize = headers["content-length"].parse().unwrap();
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let body = String::from_utf8(body).unwrap();
+            // Every request is Pusher's: JSON, the key, a valid signature,
+            // an id that is the body's SHA-256.
+            assert_eq!(headers["content-type"], "application/json");
+            assert_eq!(headers["x-pusher-key"], KEY);
+            assert!(
+                auth::verify(SECRET, &body, &headers["x-pusher-signature"]),
+                "bad signature on {body}"
+            );
+            let id = headers["x-pusher-webhook-id"].clone();
+            assert_eq!(id.len(), 64);
+            let status = {
+                let mut s = script.lock().unwrap();
+                if s.is_empty() {
+                    200
+                } else {
+                    s.remove(0)
+                }
+            };
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert!(body["time_ms"].as_u64().unwrap() > 0);
+            write!(w, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n").unwrap();
+            w.flush().unwrap();
+            let _ = tx.send(Hit { status, id, body });
+        }
+    }
+}
+
+use receiver::Hit;
+
+fn next_hit(r: &receiver::Hooks) -> Hit {
+    r.hits.recv_timeout(GUARD).expect("a webhook request")
+}
+
+/// The next `n` acknowledged events, in order.
+fn events(r: &receiver::Hooks, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let hit = next_hit(r);
+        if hit.status == 200 {
+            out.extend(hit.body["events"].as_array().unwrap().iter().cloned());
+        }
+    }
+    assert_eq!(out.len(), n, "more events than expected: {out:?}");
+    out
+}
+
+fn server_with(target: WebhookTarget, retry_ms: u64) -> Running {
+    run(|s| {
+        s.apps[0].webhooks = vec![target];
+        s.webhook_retry_ms = retry_ms;
+    })
+}
+
+fn unsubscribe(ws: &mut Ws, channel: &str) {
+    send_now(
+        ws,
+        &json!({"event":"pusher:unsubscribe","data":{"channel":channel}}),
+    );
+}
+
+fn join_presence_ws(ws: &mut Ws, socket_id: &str, channel: &str, user: &str) {
+    let data = json!({"user_id": user, "user_info": {"n": 1}}).to_string();
+    let auth = presence_auth(socket_id, channel, &data);
+    send_now(
+        ws,
+        &json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth,"channel_data":data}}),
+    );
+    loop {
+        let f = next(ws);
+        if f["event"] == "pusher_internal:subscription_succeeded" {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_public_channel_is_occupied_then_vacated() {
+    let rx = receiver::start(&[]);
+    let server = server_with(WebhookTarget::new(&rx.url), 60_000);
+    let (mut ws, _) = ws(server.local_addr());
+    subscribe(&mut ws, "news");
+    unsubscribe(&mut ws, "news");
+    assert_eq!(
+        events(&rx, 2),
+        vec![
+            json!({"name":"channel_occupied","channel":"news"}),
+            json!({"name":"channel_vacated","channel":"news"}),
+        ]
+    );
+}
+
+#[test]
+fn two_connections_of_one_user_make_one_member_added_and_one_member_removed() {
+    let rx = receiver::start(&[]);
+    let server = server_with(WebhookTarget::new(&rx.url), 60_000);
+    let (mut a, a_id) = ws(server.local_addr());
+    let (mut b, b_id) = ws(server.local_addr());
+    join_presence_ws(&mut a, &a_id, "presence-room", "u1");
+    join_presence_ws(&mut b, &b_id, "presence-room", "u1");
+    unsubscribe(&mut a, "presence-room");
+    drop(b); // the last connection goes away without unsubscribing
+    assert_eq!(
+        events(&rx, 4),
+        vec![
+            json!({"name":"channel_occupied","channel":"presence-room"}),
+            json!({"name":"member_added","channel":"presence-room","user_id":"u1"}),
+            json!({"name":"member_removed","channel":"presence-room","user_id":"u1"}),
+            json!({"name":"channel_vacated","channel":"presence-room"}),
+        ]
+    );
+    drop(a);
+}
+
+#[test]
+fn client_events_are_sent_with_their_socket_and_user() {
+    let rx = receiver::start(&[]);
+    let mut target = WebhookTarget::new(&rx.url);
+    target.event_types = Some(vec!["client_event".into()]);
+    let server = server_with(target, 60_000);
+    let (mut a, a_id) = ws(server.local_addr());
+    let (mut b, b_id) = ws(server.local_addr());
+    join_presence_ws(&mut a, &a_id, "presence-chat", "ann");
+    join_presence_ws(&mut b, &b_id, "presence-chat", "bob");
+    send_now(
+        &mut a,
+        &json!({"event":"client-typing","channel":"presence-chat","data":{"on":true}}),
+    );
+    // Bob gets the event (after Ann's member_added): it went through.
+    loop {
+        if next(&mut b)["event"] == "client-typing" {
+            break;
+        }
+    }
+    assert_eq!(
+        events(&rx, 1),
+        vec![json!({
+            "name":"client_event","channel":"presence-chat","event":"client-typing",
+            "data":"{\"on\":true}","socket_id":a_id,"user_id":"ann"
+        })]
+    );
+}
+
+#[test]
+fn a_receiver_failing_twice_gets_the_batch_once_after_retries() {
+    let rx = receiver::start(&[500, 500]);
+    let server = server_with(WebhookTarget::new(&rx.url), 60_000);
+    let (mut ws, _) = ws(server.local_addr());
+    subscribe(&mut ws, "retry-me");
+    let (first, second, third) = (next_hit(&rx), next_hit(&rx), next_hit(&rx));
+    assert_eq!((first.status, second.status, third.status), (500, 500, 200));
+    // The same batch each time: one id, one body.
+    assert_eq!(first.id, third.id);
+    assert_eq!(first.body, third.body);
+    assert_eq!(
+        third.body["events"],
+        json!([{"name":"channel_occupied","channel":"retry-me"}])
+    );
+    eventually("the acknowledgement counted", || {
+        metric(&server, "realtime_webhooks_sent_total ") == 1
+    });
+    assert_eq!(metric(&server, "realtime_webhooks_failed_total "), 2);
+    assert_eq!(metric(&server, "realtime_webhooks_retried_total "), 2);
+    // Nothing more comes: the vacated of a second channel is next.
+    subscribe(&mut ws, "other");
+    let hit = next_hit(&rx);
+    assert_eq!(hit.status, 200);
+    assert_eq!(
+        hit.body["events"],
+        json!([{"name":"channel_occupied","channel":"other"}])
+    );
+}
+
+#[test]
+fn a_receiver_that_is_down_costs_dropped_events_and_nothing_else() {
+    // A port with nothing listening.
+    let free: SocketAddr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let server = server_with(WebhookTarget::new(format!("http://{free}/hooks")), 300);
+    let (mut ws, _) = ws(server.local_addr());
+    let control = Control::new(server.local_addr());
+    subscribe(&mut ws, "lost");
+    eventually("the batch dropped after the retry budget", || {
+        server
+            .node()
+            .render_metrics()
+            .contains("realtime_webhooks_dropped_total{reason=\"retry_budget\"} 2\n")
+    });
+    assert!(metric(&server, "realtime_webhooks_failed_total ") >= 2);
+    assert_eq!(metric(&server, "realtime_webhooks_sent_total "), 0);
+    eventually("the queue empty", || {
+        metric(&server, "realtime_webhook_queue_depth ") == 0
+    });
+    // The gateway kept serving all along.
+    control.still_served(server.local_addr());
+}
