@@ -6,103 +6,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener};
 
 use common::live::*;
 use common::*;
-use crossbeam_channel::{Receiver, Sender};
-use realtime_server::{auth, Running, WebhookTarget};
+use realtime_server::{Running, WebhookTarget};
 use serde_json::{json, Value};
 
-mod receiver {
-    //! A tiny HTTP receiver: one thread per connection, keep-alive, answers
-    //! from a script of statuses (then 200), reports every request.
-    use super::*;
+mod webhook_receiver;
 
-    /// One request as received.
-    #[derive(Debug, Clone)]
-    pub(super) struct Hit {
-        pub(super) status: u16,
-        pub(super) id: String,
-        pub(super) body: Value,
-    }
-
-    pub(super) struct Hooks {
-        pub(super) url: String,
-        pub(super) hits: Receiver<Hit>,
-    }
-
-    /// Starts a receiver answering `script` in order, then 200.
-    pub(super) fn start(script: &[u16]) -> Hooks {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let script = Arc::new(Mutex::new(script.to_vec()));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let (tx, script) = (tx.clone(), Arc::clone(&script));
-                std::thread::spawn(move || serve(stream, &tx, &script));
-            }
-        });
-        Hooks {
-            url: format!("http://{addr}/hooks"),
-            hits: rx,
-        }
-    }
-
-    fn serve(stream: TcpStream, tx: &Sender<Hit>, script: &Mutex<Vec<u16>>) {
-        let mut w = stream.try_clone().unwrap();
-        let mut r = BufReader::new(stream);
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            assert!(line.starts_with("POST /hooks "), "{line}");
-            let mut headers = std::collections::HashMap::new();
-            loop {
-                let mut h = String::new();
-                r.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                let (k, v) = h.split_once(':').unwrap();
-                headers.insert(k.to_ascii_lowercase(), v.trim().to_owned());
-            }
-            let len: usize = headers["content-length"].parse().unwrap();
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let body = String::from_utf8(body).unwrap();
-            // Every request is Pusher's: JSON, the key, a valid signature,
-            // an id that is the body's SHA-256.
-            assert_eq!(headers["content-type"], "application/json");
-            assert_eq!(headers["x-pusher-key"], KEY);
-            assert!(
-                auth::verify(SECRET, &body, &headers["x-pusher-signature"]),
-                "bad signature on {body}"
-            );
-            let id = headers["x-pusher-webhook-id"].clone();
-            assert_eq!(id.len(), 64);
-            let status = {
-                let mut s = script.lock().unwrap();
-                if s.is_empty() {
-                    200
-                } else {
-                    s.remove(0)
-                }
-            };
-            let body: Value = serde_json::from_str(&body).unwrap();
-            assert!(body["time_ms"].as_u64().unwrap() > 0);
-            write!(w, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n").unwrap();
-            w.flush().unwrap();
-            let _ = tx.send(Hit { status, id, body });
-        }
-    }
-}
+use webhook_receiver as receiver;
 
 use receiver::Hit;
 

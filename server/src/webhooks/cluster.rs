@@ -20,7 +20,9 @@
 //!   edge, and the edges of one key alternate: occupied, vacated,
 //!   occupied…
 //! - Each node also keeps the index of its keys,
-//!   `{ns}:webhooks:node:{id}`, and is listed in `{ns}:webhooks:nodes`.
+//!   `{ns}:webhooks:node:{id}`, and is listed in `{ns}:webhooks:nodes`
+//!   from its first Redis connection on (a node with no channel may still
+//!   hold batches).
 //!
 //! # A node that dies
 //!
@@ -134,21 +136,24 @@ impl Decider {
             node: node.to_owned(),
         };
         let (tx, rx) = crossbeam_channel::unbounded();
-        let apps: HashMap<String, Weak<App>> = apps
+        let apps_by_id: HashMap<String, Weak<App>> = apps
             .all()
             .iter()
             .map(|a| (a.id().to_owned(), Arc::downgrade(a)))
             .collect();
-        let worker = Worker {
+        let mut worker = Worker {
             redis: redis.clone(),
             conn: None,
-            apps,
+            apps: apps_by_id,
             metrics: Arc::clone(metrics),
             suspects: BTreeSet::new(),
         };
         let thread = std::thread::Builder::new()
             .name("webhooks-cluster".into())
-            .spawn(move || worker.run(&rx))?;
+            .spawn(move || {
+                let _ = worker.conn(); // lists this node at once
+                worker.run(&rx);
+            })?;
         Ok(Self {
             redis,
             tx,
@@ -297,7 +302,20 @@ impl Worker {
                     c.set_write_timeout(Some(timeout))?;
                     Ok(c)
                 }) {
-                Ok(c) => self.conn = Some(c),
+                Ok(mut c) => {
+                    // Listed from the first connection on (not the first
+                    // join): a node that never had a channel may still
+                    // hold batches in its processing list.
+                    let listed = redis::cmd("SADD")
+                        .arg(nodes_key(&self.redis.ns))
+                        .arg(&self.redis.node)
+                        .query::<i64>(&mut c);
+                    if let Err(e) = listed {
+                        tracing::warn!(error = %e, "webhooks: cannot list this node in redis");
+                        return None;
+                    }
+                    self.conn = Some(c);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "webhooks: cannot reach redis for cluster decisions");
                     return None;
