@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::queue::{processing_key, queue_key, RedisQueue};
-use super::Event;
+use super::WebhookEvent;
 use crate::app::{App, Apps};
 use crate::metrics::{self, Metrics};
 
@@ -232,15 +232,18 @@ fn nodes_key(ns: &str) -> String {
 }
 
 /// The event a key's edge means: `(app, event)`.
-fn event_of(ns: &str, key: &str, joined: bool) -> Option<(String, Event)> {
+fn event_of(ns: &str, key: &str, joined: bool) -> Option<(String, WebhookEvent)> {
     if let Some(rest) = key.strip_prefix(&format!("{ns}:webhooks:ch:")) {
         let (app, channel) = rest.split_once('\n')?;
-        return Some((app.to_owned(), Event::occupancy(channel, joined)));
+        return Some((app.to_owned(), WebhookEvent::occupancy(channel, joined)));
     }
     let rest = key.strip_prefix(&format!("{ns}:webhooks:member:"))?;
     let (app, rest) = rest.split_once('\n')?;
     let (channel, user) = rest.split_once('\n')?;
-    Some((app.to_owned(), Event::membership(channel, user, joined)))
+    Some((
+        app.to_owned(),
+        WebhookEvent::membership(channel, user, joined),
+    ))
 }
 
 struct Worker {
@@ -325,7 +328,7 @@ impl Worker {
         self.conn.as_mut()
     }
 
-    fn queue(&self, app: &str, event: Event) {
+    fn queue(&self, app: &str, event: WebhookEvent) {
         if let Some(app) = self.apps.get(app).and_then(Weak::upgrade) {
             app.webhooks().push(event);
         }
@@ -425,12 +428,12 @@ impl Worker {
                 .arg(&node)
                 .query(conn)?;
             self.suspects.remove(&node);
-            let mut events: Vec<(String, Event)> = gone
+            let mut events: Vec<(String, WebhookEvent)> = gone
                 .iter()
                 .filter_map(|k| event_of(&ns, k, false))
                 .collect();
             // member_removed before channel_vacated.
-            events.sort_by_key(|(_, e)| matches!(e, Event::ChannelVacated { .. }));
+            events.sort_by_key(|(_, e)| matches!(e, WebhookEvent::ChannelVacated { .. }));
             tracing::warn!(
                 node,
                 events = events.len(),
@@ -464,14 +467,14 @@ mod tests {
         let k = channel_key("ns", "1", "presence-x");
         assert_eq!(
             event_of("ns", &k, true),
-            Some(("1".into(), Event::occupancy("presence-x", true)))
+            Some(("1".into(), WebhookEvent::occupancy("presence-x", true)))
         );
         let k = member_key("ns", "1", "presence-x\nodd\nuser");
         assert_eq!(
             event_of("ns", &k, false),
             Some((
                 "1".into(),
-                Event::membership("presence-x", "odd\nuser", false)
+                WebhookEvent::membership("presence-x", "odd\nuser", false)
             ))
         );
     }

@@ -88,7 +88,7 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// One webhook event, serialised as Pusher's (PUSHER.md, Webhooks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "name", rename_all = "snake_case")]
-pub(crate) enum Event {
+pub(crate) enum WebhookEvent {
     /// The channel got its first subscriber.
     ChannelOccupied { channel: String },
     /// The channel lost its last subscriber.
@@ -110,7 +110,7 @@ pub(crate) enum Event {
     CacheMiss { channel: String },
 }
 
-impl Event {
+impl WebhookEvent {
     /// The event's `name`.
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -160,11 +160,11 @@ impl Event {
 struct Queued {
     app: Arc<str>,
     targets: Arc<[WebhookTarget]>,
-    event: Event,
+    event: WebhookEvent,
 }
 
 enum Intake {
-    Event(Queued),
+    Push(Queued),
     /// Close every group now and end.
     Stop,
 }
@@ -213,7 +213,7 @@ impl Webhooks {
     /// Queues a `cache_miss` event: a subscriber of the cache channel
     /// `channel` found nothing cached. Never blocks (see the module docs).
     pub fn cache_miss(&self, channel: &str) {
-        self.push(Event::CacheMiss {
+        self.push(WebhookEvent::CacheMiss {
             channel: channel.to_owned(),
         });
     }
@@ -230,7 +230,7 @@ impl Webhooks {
         if !self.wants("client_event", channel) {
             return;
         }
-        self.push(Event::ClientEvent {
+        self.push(WebhookEvent::ClientEvent {
             channel: channel.to_owned(),
             event: event.to_owned(),
             data: data.to_owned(),
@@ -241,7 +241,7 @@ impl Webhooks {
 
     /// Queues `event` for the targets that want it; never blocks: when the
     /// queue is full the event is dropped, counted and logged.
-    pub(crate) fn push(&self, event: Event) {
+    pub(crate) fn push(&self, event: WebhookEvent) {
         let Some(entry) = self.entry.get() else {
             return;
         };
@@ -258,10 +258,10 @@ impl Webhooks {
             event,
         };
         entry.metrics.webhook_queue_depth.inc();
-        match entry.tx.try_send(Intake::Event(queued)) {
+        match entry.tx.try_send(Intake::Push(queued)) {
             Ok(()) => {}
             Err(
-                TrySendError::Full(Intake::Event(q)) | TrySendError::Disconnected(Intake::Event(q)),
+                TrySendError::Full(Intake::Push(q)) | TrySendError::Disconnected(Intake::Push(q)),
             ) => {
                 entry.metrics.webhook_queue_depth.dec();
                 metrics::inc(&entry.metrics.webhooks_dropped, "reason", "queue_full");
@@ -402,13 +402,14 @@ impl Delivery {
                     let hooks = Arc::downgrade(app);
                     app.hub().on_channel(move |e| {
                         if let Some(app) = hooks.upgrade() {
-                            app.webhooks().push(Event::occupancy(e.channel, e.occupied));
+                            app.webhooks()
+                                .push(WebhookEvent::occupancy(e.channel, e.occupied));
                         }
                     });
                     let hooks = Arc::downgrade(app);
                     app.hub().on_presence(move |e| {
                         if let Some(app) = hooks.upgrade() {
-                            app.webhooks().push(Event::membership(
+                            app.webhooks().push(WebhookEvent::membership(
                                 &e.channel,
                                 &e.member.id,
                                 e.joined,
@@ -472,7 +473,7 @@ impl Drop for Delivery {
 struct Group {
     app: Arc<str>,
     url: String,
-    events: Vec<Event>,
+    events: Vec<WebhookEvent>,
     opened: Instant,
     first_ms: u64,
 }
@@ -483,7 +484,7 @@ impl Group {
         #[derive(Serialize)]
         struct Body<'a> {
             time_ms: u64,
-            events: &'a [Event],
+            events: &'a [WebhookEvent],
         }
         let body = serde_json::to_string(&Body {
             time_ms,
@@ -510,7 +511,7 @@ fn batcher(rx: &Receiver<Intake>, mut queue: Queue, metrics: &Metrics) {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match got {
-            Ok(Intake::Event(q)) => {
+            Ok(Intake::Push(q)) => {
                 metrics.webhook_queue_depth.dec();
                 for t in q.targets.iter() {
                     if !t.wants(q.event.name(), q.event.channel()) {
@@ -538,7 +539,7 @@ fn batcher(rx: &Receiver<Intake>, mut queue: Queue, metrics: &Metrics) {
                     queue.push(g.close(), metrics);
                 }
                 // Events queued after the stop are the shutdown's losses.
-                while let Ok(Intake::Event(q)) = rx.try_recv() {
+                while let Ok(Intake::Push(q)) = rx.try_recv() {
                     let _ = q;
                     metrics.webhook_queue_depth.dec();
                     metrics::inc(&metrics.webhooks_dropped, "reason", "shutdown");
@@ -568,17 +569,17 @@ mod tests {
 
     #[test]
     fn events_serialise_as_pushers() {
-        let e = Event::occupancy("c", true);
+        let e = WebhookEvent::occupancy("c", true);
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
             r#"{"name":"channel_occupied","channel":"c"}"#
         );
-        let e = Event::membership("presence-c", "u", false);
+        let e = WebhookEvent::membership("presence-c", "u", false);
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
             r#"{"name":"member_removed","channel":"presence-c","user_id":"u"}"#
         );
-        let e = Event::ClientEvent {
+        let e = WebhookEvent::ClientEvent {
             channel: "private-c".into(),
             event: "client-x".into(),
             data: "{}".into(),
@@ -589,7 +590,7 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"name":"client_event","channel":"private-c","event":"client-x","data":"{}","socket_id":"1.2"}"#
         );
-        let e = Event::CacheMiss {
+        let e = WebhookEvent::CacheMiss {
             channel: "cache-c".into(),
         };
         assert_eq!(e.name(), "cache_miss");

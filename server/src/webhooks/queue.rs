@@ -124,19 +124,19 @@ pub(crate) fn processing_key(ns: &str, node: &str) -> String {
 /// The producer side, owned by the batcher.
 pub(crate) enum Queue {
     Memory(Vec<Sender<Batch>>),
-    Redis {
-        redis: RedisQueue,
-        conn: Option<redis::Connection>,
-    },
+    Redis(Box<Remote>),
+}
+
+/// A Redis queue and this thread's connection to it.
+pub(crate) struct Remote {
+    redis: RedisQueue,
+    conn: Option<redis::Connection>,
 }
 
 /// The consumer side of one sender thread.
 pub(crate) enum Source {
     Memory(Receiver<Batch>),
-    Redis {
-        redis: RedisQueue,
-        conn: Option<redis::Connection>,
-    },
+    Redis(Box<Remote>),
 }
 
 /// A batch taken from a [`Source`], to acknowledge when done.
@@ -162,16 +162,18 @@ impl Queue {
     /// The Redis list, for `workers` senders.
     pub(crate) fn redis(redis: &RedisQueue, workers: usize) -> (Self, Vec<Source>) {
         let sources = (0..workers.max(1))
-            .map(|_| Source::Redis {
-                redis: redis.clone(),
-                conn: None,
+            .map(|_| {
+                Source::Redis(Box::new(Remote {
+                    redis: redis.clone(),
+                    conn: None,
+                }))
             })
             .collect();
         (
-            Self::Redis {
+            Self::Redis(Box::new(Remote {
                 redis: redis.clone(),
                 conn: None,
-            },
+            })),
             sources,
         )
     }
@@ -195,7 +197,8 @@ impl Queue {
                     }
                 }
             }
-            Self::Redis { redis, conn } => {
+            Self::Redis(remote) => {
+                let Remote { redis, conn } = &mut **remote;
                 let json = serde_json::to_string(&batch).unwrap_or_default();
                 if conn.is_none() {
                     *conn = redis.connect().ok();
@@ -242,7 +245,8 @@ impl Source {
     pub(crate) fn take(&mut self, stop: &dyn Fn() -> bool) -> Option<Taken> {
         match self {
             Self::Memory(rx) => rx.recv().ok().map(|batch| Taken { batch, raw: None }),
-            Self::Redis { redis, conn } => loop {
+            Self::Redis(remote) => loop {
+                let Remote { redis, conn } = &mut **remote;
                 if stop() {
                     return None;
                 }
@@ -294,14 +298,15 @@ impl Source {
     /// Whether an unacknowledged batch stays queued (cluster) rather than
     /// being lost (single node) when its sender stops.
     pub(crate) fn durable(&self) -> bool {
-        matches!(self, Self::Redis { .. })
+        matches!(self, Self::Redis(_))
     }
 
     /// Done with `taken` (sent, or given up).
     pub(crate) fn ack(&mut self, taken: &Taken) {
-        let (Self::Redis { redis, conn }, Some(raw)) = (self, &taken.raw) else {
+        let (Self::Redis(remote), Some(raw)) = (self, &taken.raw) else {
             return;
         };
+        let Remote { redis, conn } = &mut **remote;
         let Some(c) = conn.as_mut() else { return };
         if let Err(e) = redis::cmd("LREM")
             .arg(redis.processing_key())
