@@ -55,9 +55,10 @@
 //! - `time_ms` is the time the batch was closed.
 //! - The depth gauge counts this node's events from queueing until they
 //!   are acknowledged or dropped (an event counts once per target).
-//! - At shutdown, queued batches get one attempt each and no retries
-//!   (`reason="shutdown"`); in cluster mode they stay in Redis instead, for
-//!   the other nodes.
+//! - At shutdown, queued batches get one attempt each and no retries,
+//!   within one request timeout in all; what is left is dropped
+//!   (`reason="shutdown"`), or in cluster mode stays in Redis for the
+//!   other nodes.
 //! - Only `http://` targets: TLS is not built in (put a local proxy in
 //!   front of an `https://` receiver).
 
@@ -303,6 +304,11 @@ pub(crate) struct Shared {
     pub(crate) retry: Duration,
     /// Set at shutdown: no more retries.
     pub(crate) stopping: AtomicBool,
+    /// Set at shutdown: after it, queued batches get no attempt at all, so
+    /// a receiver that hangs delays a shutdown by one request timeout.
+    pub(crate) give_up_at: OnceLock<Instant>,
+    /// One request's time limit.
+    pub(crate) timeout: Duration,
     /// Woken at shutdown, to cut a backoff short.
     pub(crate) stop_rx: Receiver<()>,
 }
@@ -365,6 +371,8 @@ impl Delivery {
             agent,
             retry: Duration::from_millis(settings.webhook_retry_ms),
             stopping: AtomicBool::new(false),
+            give_up_at: OnceLock::new(),
+            timeout: Duration::from_millis(settings.webhook_timeout_ms),
             stop_rx,
         });
         let (queue, sources) = match cluster {
@@ -452,6 +460,10 @@ impl Delivery {
         if let Some(b) = self.batcher.take() {
             let _ = b.join();
         }
+        let _ = self
+            .shared
+            .give_up_at
+            .set(Instant::now() + self.shared.timeout);
         self.shared.stopping.store(true, Ordering::SeqCst);
         drop(stop_tx); // wakes every backoff wait
         for w in self.workers.drain(..) {

@@ -91,6 +91,13 @@ fn deliver(shared: &Shared, batch: &Batch) -> Outcome {
     let deadline = Instant::now() + shared.retry;
     let mut attempt = 0u32;
     loop {
+        if shared
+            .give_up_at
+            .get()
+            .is_some_and(|at| Instant::now() >= *at)
+        {
+            return Outcome::Stopped;
+        }
         if attempt > 0 {
             shared.metrics.webhooks_retried.inc();
         }
