@@ -10,7 +10,10 @@
 //! `max(4, --webhook-queue / 100 / workers)` batches; a batch that finds
 //! its channel full is dropped, counted (`reason="queue_full"`) and
 //! logged, so a receiver that is down costs a bounded amount of memory and
-//! never stalls the other targets' batching.
+//! never stalls the other targets' batching. The price of the order: a
+//! target being retried delays the other targets that hash to the same
+//! sender (at most `--webhook-retry-ms`); more `--webhook-workers` spread
+//! them.
 //!
 //! # Cluster: a Redis list, at least once
 //!
