@@ -72,6 +72,17 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 1008;
 const WRITER_STACK: usize = 128 * 1024;
 
 type Hook = Arc<dyn Fn(&PresenceEvent) + Send + Sync>;
+type ChannelHook = Arc<dyn Fn(&ChannelEvent) + Send + Sync>;
+
+/// A channel that got its first member or lost its last, as seen by
+/// [`Hub::on_channel`] hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelEvent<'a> {
+    /// The channel.
+    pub channel: &'a str,
+    /// `true` when the first member joined, `false` when the last left.
+    pub occupied: bool,
+}
 
 pub(crate) struct HubInner {
     clients: DashMap<u64, Client>,
@@ -90,6 +101,10 @@ pub(crate) struct HubInner {
     mode: PresenceMode,
     encoder: Arc<dyn PresenceEncoder>,
     hooks: Mutex<Arc<Vec<Hook>>>,
+    /// The [`Hub::on_channel`] hook, set at most once; read only when a
+    /// channel's member count goes 0 → 1 or 1 → 0. Not part of the
+    /// protocol loom models (set before use, read-only after), so `std`'s.
+    channel_hook: std::sync::OnceLock<ChannelHook>,
     /// Writer threads that ended on their own, joined by `close`.
     orphans: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -237,6 +252,7 @@ impl HubBuilder {
             mode: self.mode,
             encoder: self.encoder,
             hooks: Mutex::new(Arc::new(Vec::new())),
+            channel_hook: std::sync::OnceLock::new(),
             orphans: Mutex::new(Vec::new()),
         }))
     }
@@ -645,6 +661,21 @@ impl Hub {
         *hooks = Arc::new(next);
     }
 
+    /// Sets the hook run when a channel gets its first member
+    /// (`occupied: true`) or loses its last (`occupied: false`). It runs
+    /// synchronously under that channel's lock, so a channel's events
+    /// alternate and arrive in order; it must not block or call back into
+    /// the Hub. On a presence channel it fires before the first
+    /// `on_presence` join and after the last leave. [`Hub::close`] fires it
+    /// for every channel that was occupied. Broadcasts never run it.
+    ///
+    /// There is one such hook per Hub (the subscribe path pays one check
+    /// for it, nothing more): the first call sets it and returns `true`; a
+    /// later call drops its hook and returns `false`.
+    pub fn on_channel(&self, hook: impl Fn(&ChannelEvent<'_>) + Send + Sync + 'static) -> bool {
+        self.0.channel_hook.set(Arc::new(hook)).is_ok()
+    }
+
     /// The presence mode.
     pub fn presence_mode(&self) -> PresenceMode {
         self.0.mode
@@ -796,6 +827,7 @@ impl HubInner {
                     }
                     #[cfg(not(loom_mutant = "roster_late"))]
                     let slot = state.insert(&ch.slots, client.0.clone());
+                    self.occupancy(&ch.name, state.members, true);
                     let is_new = state
                         .roster
                         .as_mut()
@@ -842,6 +874,7 @@ impl HubInner {
                 }
             }
             let slot = state.insert(&ch.slots, client.0.clone());
+            self.occupancy(&ch.name, state.members, true);
             // Relaxed: a statistic; `state` orders the writers.
             ch.count.store(state.members, Ordering::Relaxed);
             subs.insert(
@@ -896,6 +929,7 @@ impl HubInner {
             }
         }
         if state.members == 0 {
+            self.occupancy(&ch.name, 0, false);
             #[cfg(not(loom_mutant = "dead_channel"))]
             self.discard_if_empty(ch, &mut state);
             #[cfg(loom_mutant = "dead_channel")]
@@ -905,6 +939,24 @@ impl HubInner {
                 drop(state);
                 self.channels.remove(&ch.name);
             }
+        }
+    }
+
+    /// Runs the `on_channel` hook if `members` (after a join or a leave)
+    /// is a change of occupancy; caller holds the channel's `state`.
+    fn occupancy(&self, channel: &str, members: usize, joined: bool) {
+        if members != usize::from(joined) {
+            return;
+        }
+        let Some(hook) = self.channel_hook.get() else {
+            return;
+        };
+        let event = ChannelEvent {
+            channel,
+            occupied: joined,
+        };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&event))).is_err() {
+            tracing::error!(channel, "on_channel hook panicked");
         }
     }
 

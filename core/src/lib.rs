@@ -47,7 +47,9 @@ pub use channel::{classify_channel, ChannelType};
 pub use client::{Client, SlowConsumerPolicy, Transport};
 pub use conn::{pipe, Conn, MemoryConn};
 pub use error::{Error, Result};
-pub use hub::{Hub, HubBuilder, CLOSE_GOING_AWAY, CLOSE_SLOW_CONSUMER, DEFAULT_CLIENT_BUFFER};
+pub use hub::{
+    ChannelEvent, Hub, HubBuilder, CLOSE_GOING_AWAY, CLOSE_SLOW_CONSUMER, DEFAULT_CLIENT_BUFFER,
+};
 pub use message::{Frame, IntoPayload, MessageKind, MessageType};
 pub use presence::{
     is_json, push_info, push_json_str, JsonPresenceEncoder, Member, PresenceEncoder, PresenceEvent,

@@ -400,3 +400,25 @@ fn r17_frames_from_one_thread_arrive_in_order_text_and_binary_alike() {
     }
     assert_eq!(a.drops(), 0);
 }
+
+#[test]
+fn on_channel_fires_on_first_join_and_last_leave_only() {
+    let hub = Hub::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    assert!(
+        hub.on_channel(move |e| { log.lock().unwrap().push((e.channel.to_owned(), e.occupied)) })
+    );
+    assert!(!hub.on_channel(|_| {}), "one hook per Hub");
+    let (a, _pa) = connect(&hub);
+    let (b, _pb) = connect(&hub);
+    hub.subscribe(&a, "orders").unwrap();
+    hub.subscribe(&b, "orders").unwrap();
+    hub.broadcast("orders", "x").unwrap();
+    hub.unsubscribe(&a, "orders").unwrap();
+    hub.unsubscribe(&b, "orders").unwrap();
+    hub.subscribe(&a, "orders").unwrap();
+    hub.close();
+    let want = [true, false, true, false].map(|o| ("orders".to_owned(), o));
+    assert_eq!(*seen.lock().unwrap(), want);
+}

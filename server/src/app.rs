@@ -29,6 +29,7 @@ use crate::member::parse_channel_data;
 use crate::metrics::{self, AppGauges, Metrics};
 use crate::presence::{ClusterPresenceEncoder, ClusterRoster, PusherPresenceEncoder};
 use crate::protocol::code;
+use crate::webhooks::Webhooks;
 
 /// The per-subscribe credentials handed to the authorizer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +83,8 @@ pub struct App {
     metrics: Arc<Metrics>,
     /// The last event of each cache channel (`cache/`).
     cache: ChannelCache,
+    /// This app's webhook targets and the door to the node's delivery.
+    webhooks: Webhooks,
 }
 
 impl std::fmt::Debug for App {
@@ -131,6 +134,7 @@ impl App {
         };
         let cache = ChannelCache::new(&config.id, CacheLimits::default(), Arc::default());
         Self {
+            webhooks: Webhooks::new(&config.id, &config.webhooks),
             config,
             limits,
             hub,
@@ -157,6 +161,11 @@ impl App {
     /// Cluster mode: the cluster-wide presence roster.
     pub fn cluster_roster(&self) -> Option<&Arc<ClusterRoster>> {
         self.cluster.as_ref()
+    }
+
+    /// This app's webhooks (e.g. `app.webhooks().cache_miss(channel)`).
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
     }
 
     /// The configuration.

@@ -372,5 +372,7 @@ impl Gateway {
         let frame = protocol::client_event_frame(event, channel, data, user_id.as_deref());
         self.publisher
             .publish(app, channel, event, frame, Some(conn.socket_id()));
+        app.webhooks()
+            .client_event(channel, event, data, conn.socket_id(), user_id.as_deref());
     }
 }

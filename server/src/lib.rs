@@ -59,12 +59,14 @@ mod reply;
 mod samples;
 mod server;
 mod subscribe;
+mod webhooks;
 
 pub use activity::{Activity, Swept};
 pub use app::{App, Apps};
 pub use bus::{deliver, BroadcastBus, Bus, BusError, LocalBus};
 pub use config::{
     parse_file, read_file, AppConfig, Cli, ClientLimits, FileConfig, Settings, SlowConsumer,
+    WebhookFilter, WebhookTarget,
 };
 pub use connection::Connection;
 pub use error::Error;
@@ -74,6 +76,7 @@ pub use node::Node;
 pub use presence::PusherPresenceEncoder;
 pub use protocol::code;
 pub use server::{start, transport_config, Running};
+pub use webhooks::{Webhooks, BATCH_WINDOW, MAX_BATCH_EVENTS};
 
 #[doc(hidden)]
 pub use fuzz::{fuzz_http_api, fuzz_pusher_message};

@@ -125,6 +125,19 @@ pub(crate) struct Metrics {
     pub(crate) http_seconds: Histogram,
     pub(crate) fanout_recipients: Histogram,
     pub(crate) fanout_seconds: Histogram,
+    /// Webhook requests a receiver acknowledged (2xx).
+    pub(crate) webhooks_sent: Counter,
+    /// Webhook attempts that failed (non-2xx, timeout, connection error).
+    pub(crate) webhooks_failed: Counter,
+    /// Webhook attempts that were retries.
+    pub(crate) webhooks_retried: Counter,
+    /// Webhook events given up, by reason (`queue_full`, `retry_budget`,
+    /// `shutdown`, `unknown_app`).
+    pub(crate) webhooks_dropped: Labelled,
+    /// Webhook events of this node not yet acknowledged or dropped.
+    pub(crate) webhook_queue_depth: Gauge,
+    /// From a batch's first event to its acknowledgement, seconds.
+    pub(crate) webhook_seconds: Histogram,
     dropped_frames: Counter<u64, AtomicU64>,
     connections: Family<Label, Gauge>,
     channels: Family<Label, Gauge>,
@@ -163,6 +176,13 @@ impl Metrics {
             fanout_recipients: Histogram::new(exponential_buckets(1.0, 2.0, 18)),
             // 1 µs .. ~0.5 s.
             fanout_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 20)),
+            webhooks_sent: Counter::default(),
+            webhooks_failed: Counter::default(),
+            webhooks_retried: Counter::default(),
+            webhooks_dropped: Labelled::default(),
+            webhook_queue_depth: Gauge::default(),
+            // 1 ms .. ~524 s.
+            webhook_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 20)),
             dropped_frames: Counter::default(),
             connections: Family::default(),
             channels: Family::default(),
@@ -179,7 +199,10 @@ impl Metrics {
                 "Occupied channels.",
                 m.channels.clone(),
             );
-            let counters: [(&str, &str, &Counter); 12] = [
+            let counters: [(&str, &str, &Counter); 15] = [
+                ("realtime_webhooks_sent", "Webhook requests acknowledged by their receiver (2xx).", &m.webhooks_sent),
+                ("realtime_webhooks_failed", "Webhook attempts that failed (non-2xx answer, timeout, connection error).", &m.webhooks_failed),
+                ("realtime_webhooks_retried", "Webhook attempts that were retries of a failed one.", &m.webhooks_retried),
                 ("realtime_connections_opened", "WebSocket connections opened.", &m.connections_opened),
                 ("realtime_messages_in", "WebSocket messages received from clients.", &m.messages_in),
                 ("realtime_bytes_in", "Bytes of WebSocket messages received from clients.", &m.bytes_in),
@@ -196,7 +219,12 @@ impl Metrics {
             for (name, help, c) in counters {
                 r.register(name, help, c.clone());
             }
-            let families: [(&str, &str, &Labelled); 5] = [
+            let families: [(&str, &str, &Labelled); 6] = [
+                (
+                    "realtime_webhooks_dropped",
+                    "Webhook events given up, by reason.",
+                    &m.webhooks_dropped,
+                ),
                 (
                     "realtime_disconnects",
                     "Disconnects by reason.",
@@ -230,6 +258,16 @@ impl Metrics {
                 "realtime_http_request_seconds",
                 "Time to serve an HTTP request (API, health, metrics), seconds.",
                 m.http_seconds.clone(),
+            );
+            r.register(
+                "realtime_webhook_queue_depth",
+                "Webhook events of this node waiting to be batched, sent or retried.",
+                m.webhook_queue_depth.clone(),
+            );
+            r.register(
+                "realtime_webhook_delivery_seconds",
+                "Time from a webhook batch's first event to its acknowledgement, seconds.",
+                m.webhook_seconds.clone(),
             );
             r.register(
                 "realtime_fanout_recipients",

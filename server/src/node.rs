@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::gateway::{random_node_id, Gateway};
 use crate::http_api::HttpApi;
 use crate::metrics::{Metrics, Sample};
+use crate::webhooks::{cluster::Decider, Delivery};
 
 /// A gateway node; see the module docs.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub struct Node {
     api: Arc<HttpApi>,
     activity: Arc<Activity>,
     attached: Mutex<Option<Attached>>,
+    /// Webhooks: the cluster decision (with `--redis`) and the delivery.
+    webhooks: Mutex<(Option<Decider>, Option<Delivery>)>,
 }
 
 impl Node {
@@ -97,6 +100,7 @@ impl Node {
             clock,
             settings.activity_timeout,
         );
+        let webhooks = start_webhooks(settings, &id.to_string(), &apps, &metrics);
         Self {
             id,
             apps,
@@ -105,6 +109,7 @@ impl Node {
             api: Arc::new(api),
             activity: Arc::new(activity),
             attached: Mutex::new(None),
+            webhooks: Mutex::new(webhooks),
         }
     }
 
@@ -151,6 +156,17 @@ impl Node {
     /// cluster's presence leaves go out on it).
     pub fn close(&self) {
         self.apps.close_all();
+        // After the Hubs: their last vacated/member_removed are queued.
+        let (decider, delivery) = {
+            let mut w = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+            (w.0.take(), w.1.take())
+        };
+        if let Some(mut d) = decider {
+            d.close();
+        }
+        if let Some(d) = delivery {
+            d.close();
+        }
     }
 
     /// Cancels the bus subscriptions and closes the driver.
@@ -162,6 +178,37 @@ impl Node {
             .take();
         if let Some(a) = attached {
             a.close();
+        }
+    }
+}
+
+/// Starts the webhook delivery when some app has a target (and, with
+/// `--redis`, the cluster decision). A failure is logged: the node serves
+/// without webhooks rather than not at all.
+fn start_webhooks(
+    settings: &Settings,
+    node: &str,
+    apps: &Arc<Apps>,
+    metrics: &Arc<Metrics>,
+) -> (Option<Decider>, Option<Delivery>) {
+    if apps.all().iter().all(|a| a.webhooks().is_empty()) {
+        return (None, None);
+    }
+    let decider = match &settings.redis {
+        Some(url) => match Decider::start(url, &settings.redis_namespace, node, apps, metrics) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(error = %e, "webhooks: cannot start the cluster decision; webhooks are off");
+                return (None, None);
+            }
+        },
+        None => None,
+    };
+    match Delivery::start(settings, apps, metrics, decider.as_ref()) {
+        Ok(delivery) => (decider, delivery),
+        Err(e) => {
+            tracing::error!(error = %e, "webhooks: cannot start delivery; webhooks are off");
+            (None, None)
         }
     }
 }

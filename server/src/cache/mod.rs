@@ -407,14 +407,13 @@ pub(crate) fn subscribed(app: &App, client: &Client, channel: &str, now: Instant
     }
 }
 
-/// A subscriber of `channel` found nothing cached.
-///
-/// WEBHOOK CALL SITE: the `cache_miss` webhook
-/// (`{"name":"cache_miss","channel":C}`, PUSHER.md) is to be sent from
-/// here when webhooks are merged; for now this only counts and logs.
+/// A subscriber of `channel` found nothing cached: counted, logged, and
+/// the `cache_miss` webhook (`{"name":"cache_miss","channel":C}`,
+/// PUSHER.md) queued for the app's targets that want it.
 pub(crate) fn cache_missed(app: &App, channel: &str) {
     app.cache().metrics.misses.inc();
     tracing::debug!(app = app.id(), channel, "cache miss");
+    app.webhooks().cache_miss(channel);
 }
 
 #[cfg(test)]

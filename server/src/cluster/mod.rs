@@ -233,7 +233,7 @@ pub(super) fn members_key(ns: &str, node: &str) -> String {
     format!("{ns}:node:{node}:members")
 }
 
-pub(super) fn alive_key(ns: &str, node: &str) -> String {
+pub(crate) fn alive_key(ns: &str, node: &str) -> String {
     format!("{ns}:node:{node}:alive")
 }
 

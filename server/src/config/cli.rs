@@ -117,4 +117,24 @@ pub struct Cli {
     /// `realtime_cache_evictions_total{reason="limit"}`) [default: 10000].
     #[arg(long, env = "REALTIME_MAX_CACHE_CHANNELS")]
     pub max_cache_channels: Option<usize>,
+    /// POST every webhook event of the single app (the `--app-*` one, or
+    /// the development app) to this `http://` URL [default: none].
+    #[arg(long, env = "REALTIME_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Webhook events waiting to be batched, at most; past it new events
+    /// are dropped, counted and logged [default: 10000].
+    #[arg(long, env = "REALTIME_WEBHOOK_QUEUE")]
+    pub webhook_queue: Option<usize>,
+    /// Milliseconds a failed webhook request is retried (capped exponential
+    /// backoff with jitter) before its events are dropped, counted and
+    /// logged; 0 tries once [default: 60000].
+    #[arg(long, env = "REALTIME_WEBHOOK_RETRY_MS")]
+    pub webhook_retry_ms: Option<u64>,
+    /// Milliseconds one webhook request may take before it counts as
+    /// failed [default: 5000].
+    #[arg(long, env = "REALTIME_WEBHOOK_TIMEOUT_MS")]
+    pub webhook_timeout_ms: Option<u64>,
+    /// Threads delivering webhooks [default: 2].
+    #[arg(long, env = "REALTIME_WEBHOOK_WORKERS")]
+    pub webhook_workers: Option<usize>,
 }

@@ -59,6 +59,14 @@ pub struct FileConfig {
     pub cache_ttl: Option<u64>,
     /// As `--max-cache-channels`.
     pub max_cache_channels: Option<usize>,
+    /// As `--webhook-queue`.
+    pub webhook_queue: Option<usize>,
+    /// As `--webhook-retry-ms`.
+    pub webhook_retry_ms: Option<u64>,
+    /// As `--webhook-timeout-ms`.
+    pub webhook_timeout_ms: Option<u64>,
+    /// As `--webhook-workers`.
+    pub webhook_workers: Option<usize>,
     /// The apps.
     #[serde(default)]
     pub apps: Vec<AppConfig>,

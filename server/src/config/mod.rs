@@ -87,9 +87,14 @@ pub enum SlowConsumer {
 
 mod cli;
 mod file;
+mod webhooks;
 
 pub use cli::Cli;
 pub use file::{parse_file, read_file, FileConfig};
+pub use webhooks::{
+    WebhookFilter, WebhookTarget, DEFAULT_WEBHOOK_QUEUE, DEFAULT_WEBHOOK_RETRY_MS,
+    DEFAULT_WEBHOOK_TIMEOUT_MS, DEFAULT_WEBHOOK_WORKERS,
+};
 
 /// One app as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -132,6 +137,9 @@ pub struct AppConfig {
     /// (default: the server's `max_member_size`).
     #[serde(default)]
     pub max_member_size: Option<usize>,
+    /// Where this app's webhooks go (`[[apps.webhooks]]`); none by default.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 fn yes() -> bool {
@@ -160,6 +168,7 @@ impl AppConfig {
             max_channels: None,
             max_user_id_length: None,
             max_member_size: None,
+            webhooks: Vec::new(),
         }
     }
 
@@ -219,6 +228,14 @@ pub struct Settings {
     pub cache_ttl: u64,
     /// Most cache channels with a last event, per app.
     pub max_cache_channels: usize,
+    /// Webhook events waiting to be batched, at most.
+    pub webhook_queue: usize,
+    /// Milliseconds a webhook batch is retried after its first attempt.
+    pub webhook_retry_ms: u64,
+    /// Milliseconds one webhook request may take.
+    pub webhook_timeout_ms: u64,
+    /// Threads delivering webhooks.
+    pub webhook_workers: usize,
     /// The apps (at least one).
     pub apps: Vec<AppConfig>,
     /// Whether `apps` is the built-in development app.
@@ -251,6 +268,10 @@ impl Default for Settings {
             node_ttl: DEFAULT_NODE_TTL,
             cache_ttl: DEFAULT_CACHE_TTL,
             max_cache_channels: DEFAULT_MAX_CACHE_CHANNELS,
+            webhook_queue: DEFAULT_WEBHOOK_QUEUE,
+            webhook_retry_ms: DEFAULT_WEBHOOK_RETRY_MS,
+            webhook_timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
+            webhook_workers: DEFAULT_WEBHOOK_WORKERS,
             apps: vec![AppConfig::dev()],
             dev_app: true,
         }
@@ -326,6 +347,19 @@ impl Settings {
         if dev_app {
             apps.push(AppConfig::dev());
         }
+        if let Some(url) = &cli.webhook_url {
+            // The single app of the command line: the `--app-*` one (pushed
+            // last), else the only app.
+            let single = cli.app_id.is_some() || apps.len() == 1;
+            match apps.last_mut() {
+                Some(app) if single => app.webhooks.push(WebhookTarget::new(url)),
+                _ => {
+                    return Err(Error::Invalid(
+                        "--webhook-url is for a single app: give --app-id/--app-key/--app-secret, or use [[apps.webhooks]]".into(),
+                    ))
+                }
+            }
+        }
         let s = Self {
             bind: pick(cli.bind, file.bind, d.bind),
             workers: pick(cli.workers, file.workers, d.workers),
@@ -382,6 +416,18 @@ impl Settings {
                 file.max_cache_channels,
                 d.max_cache_channels,
             ),
+            webhook_queue: pick(cli.webhook_queue, file.webhook_queue, d.webhook_queue),
+            webhook_retry_ms: pick(
+                cli.webhook_retry_ms,
+                file.webhook_retry_ms,
+                d.webhook_retry_ms,
+            ),
+            webhook_timeout_ms: pick(
+                cli.webhook_timeout_ms,
+                file.webhook_timeout_ms,
+                d.webhook_timeout_ms,
+            ),
+            webhook_workers: pick(cli.webhook_workers, file.webhook_workers, d.webhook_workers),
             apps,
             dev_app,
         };
@@ -458,6 +504,17 @@ impl Settings {
         }
         if self.cache_ttl == 0 || self.max_cache_channels == 0 {
             return bad("cache_ttl and max_cache_channels must be at least 1".into());
+        }
+        if self.webhook_queue == 0 || self.webhook_workers == 0 {
+            return bad("webhook_queue and webhook_workers must be at least 1".into());
+        }
+        if self.webhook_timeout_ms == 0 {
+            return bad("webhook_timeout_ms must be at least 1 millisecond".into());
+        }
+        for app in &self.apps {
+            for target in &app.webhooks {
+                target.validate(&app.id).map_err(Error::Invalid)?;
+            }
         }
         if self.node_ttl < 2 {
             return bad("node_ttl must be at least 2 seconds".into());

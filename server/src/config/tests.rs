@@ -121,3 +121,71 @@ fn cache_settings_come_from_flags_or_the_file_with_pusher_defaults() {
     let cli = Cli::try_parse_from(["x", "--max-cache-channels", "0"]).unwrap();
     assert!(Settings::resolve(&cli, FileConfig::default()).is_err());
 }
+
+#[test]
+fn webhook_targets_come_from_the_file_and_the_flag_and_are_validated() {
+    let file = parse_file(
+        r#"
+        webhook_retry_ms = 500
+        [[apps]]
+        id = "1"
+        key = "k1"
+        secret = "s1"
+        [[apps.webhooks]]
+        url = "http://127.0.0.1:9000/hooks"
+        event_types = ["channel_occupied", "channel_vacated"]
+        filter = { channel_name_starts_with = "presence-" }
+        [[apps.webhooks]]
+        url = "http://127.0.0.1:9001/all"
+        "#,
+    )
+    .unwrap();
+    let s = Settings::resolve(&Cli::default(), file.clone()).unwrap();
+    assert_eq!(s.webhook_retry_ms, 500);
+    assert_eq!(s.webhook_queue, DEFAULT_WEBHOOK_QUEUE);
+    assert_eq!(s.webhook_timeout_ms, DEFAULT_WEBHOOK_TIMEOUT_MS);
+    let hooks = &s.apps[0].webhooks;
+    assert_eq!(hooks.len(), 2);
+    assert!(hooks[0].wants("channel_occupied", "presence-x"));
+    assert!(!hooks[0].wants("channel_occupied", "public"));
+    assert!(!hooks[0].wants("member_added", "presence-x"));
+    assert!(hooks[1].wants("cache_miss", "cache-x"));
+
+    // The flag goes to the single app (here the development app).
+    let cli = Cli::try_parse_from(["x", "--webhook-url", "http://h:1/w"]).unwrap();
+    let s = Settings::resolve(&cli, FileConfig::default()).unwrap();
+    assert_eq!(s.apps[0].webhooks, vec![WebhookTarget::new("http://h:1/w")]);
+    // ... or to the --app-* one beside the file's.
+    let cli = Cli::try_parse_from([
+        "x",
+        "--app-id",
+        "2",
+        "--app-key",
+        "k2",
+        "--app-secret",
+        "s2",
+        "--webhook-url",
+        "http://h:1/w",
+    ])
+    .unwrap();
+    let s = Settings::resolve(&cli, file.clone()).unwrap();
+    assert_eq!(s.apps[1].webhooks.len(), 1);
+    assert_eq!(s.apps[0].webhooks.len(), 2);
+
+    // Refused: TLS, unknown event types, zero limits, an ambiguous flag.
+    for bad in [
+        "[[apps]]\nid=\"1\"\nkey=\"k\"\nsecret=\"s\"\n[[apps.webhooks]]\nurl=\"https://h/\"\n",
+        "[[apps]]\nid=\"1\"\nkey=\"k\"\nsecret=\"s\"\n[[apps.webhooks]]\nurl=\"http://h/\"\nevent_types=[\"nope\"]\n",
+        "webhook_queue = 0\n",
+        "webhook_timeout_ms = 0\n",
+    ] {
+        let file = parse_file(bad).unwrap();
+        assert!(Settings::resolve(&Cli::default(), file).is_err(), "{bad}");
+    }
+    let two = parse_file(
+        "[[apps]]\nid=\"1\"\nkey=\"k\"\nsecret=\"s\"\n[[apps]]\nid=\"2\"\nkey=\"k2\"\nsecret=\"s\"\n",
+    )
+    .unwrap();
+    let cli = Cli::try_parse_from(["x", "--webhook-url", "http://h:1/w"]).unwrap();
+    assert!(Settings::resolve(&cli, two).is_err());
+}
