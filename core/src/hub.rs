@@ -619,6 +619,15 @@ impl Hub {
         out
     }
 
+    /// Channels the Hub's table holds: what [`HubBuilder::max_channels`]
+    /// bounds. A channel leaves the table with its last member, so between
+    /// calls this equals `channels().len()`; a subscribe or unsubscribe in
+    /// progress may briefly hold one that is not occupied. A number that
+    /// stays above `channels().len()` is a leaked, empty channel.
+    pub fn channel_table_len(&self) -> usize {
+        self.0.channels.len()
+    }
+
     /// A copy of a presence channel's roster in join order; empty for
     /// unknown or non-presence channels (R11).
     pub fn presence(&self, channel: &str) -> Vec<Member> {
@@ -689,7 +698,7 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
             .field("clients", &self.count())
-            .field("channels", &self.0.channels.len())
+            .field("channels", &self.channel_table_len())
             .field("closed", &self.is_closed())
             .finish()
     }
