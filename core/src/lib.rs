@@ -34,8 +34,6 @@ mod channel;
 mod client;
 mod conn;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 mod hub;
 mod message;
 mod outbox;
