@@ -18,7 +18,8 @@ pub const TARGETS: [&str; 6] = [
 
 /// The `fuzz/` directory of the workspace.
 pub fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    // testkit/ sits at the workspace root, beside fuzz/.
+    Path::new(env!("CARGO_MANIFEST_DIR")).with_file_name("fuzz")
 }
 
 /// Every file under `fuzz/<kind>/<target>/` (`kind` is `seeds` or
