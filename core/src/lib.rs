@@ -36,6 +36,7 @@ mod conn;
 mod error;
 mod hub;
 mod message;
+mod mutants;
 mod outbox;
 mod presence;
 mod sync;
