@@ -3,11 +3,11 @@
 regression inputs under fuzz/regressions/hub_ops/). Re-run after changing
 the input format of a hook; the fuzzers' own finds are not generated here.
 
-The hub_ops format is documented in core/src/fuzzing.rs."""
+The hub_ops format is documented in testkit/src/hub_ops.rs."""
 import os
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-A, B, PRES, PRIV, PA, PB = range(6)  # fuzzing::CHANNELS
+A, B, PRES, PRIV, PA, PB = range(6)  # testkit::hub_ops::CHANNELS
 
 
 def cfg(per_user=False, disconnect=False, cap=4, no_auth=False):

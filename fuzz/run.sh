@@ -7,9 +7,8 @@
 # Each target starts from a temporary copy of fuzz/seeds/<target>/ (the
 # committed seeds stay as they are). Any crash, leak, timeout or OOM fails
 # the script; libFuzzer leaves the input under fuzz/artifacts/<target>/.
-# Copy it to fuzz/regressions/<target>/ once understood: the replay tests
-# (core/tests/fuzz_replay.rs, server/tests/fuzz_replay.rs,
-# transport-mio/tests/fuzz_replay.rs) then run it in every `cargo test`.
+# Copy it to fuzz/regressions/<target>/ once understood: the replay test
+# (testkit/tests/fuzz_replay.rs) then runs it in every `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -34,6 +34,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::hub::HubInner;
 use crate::message::{Frame, IntoPayload, MessageType};
+use crate::mutants;
 use crate::outbox::{Outbox, Pushed};
 use crate::presence::{Member, RosterKey};
 use crate::sync::atomic::{AtomicU64, Ordering};
@@ -130,14 +131,15 @@ impl ClientShared {
             Ok(Pushed::Queued) => Enqueued::Queued,
             Err(_frame) => {
                 if !force && self.policy == SlowConsumerPolicy::DropMessage {
-                    // Relaxed: a statistic, read on its own.
-                    #[cfg(not(loom_mutant = "lost_drop"))]
-                    self.drops.fetch_add(1, Ordering::Relaxed);
-                    // Mutant `lost_drop` (loom_overflow.rs): a load and a
-                    // store instead of one RMW; concurrent drops are lost.
-                    #[cfg(loom_mutant = "lost_drop")]
-                    self.drops
-                        .store(self.drops.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    if mutants::lost_drop() {
+                        // Mutant (`crate::mutants`): a load and a store
+                        // instead of one RMW; concurrent drops are lost.
+                        self.drops
+                            .store(self.drops.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    } else {
+                        // Relaxed: a statistic, read on its own.
+                        self.drops.fetch_add(1, Ordering::Relaxed);
+                    }
                     return Enqueued::Dropped;
                 }
                 tracing::info!(
@@ -161,18 +163,15 @@ impl ClientShared {
 
     /// Phase 1 of close; true for the one caller that performed it.
     pub(crate) fn shut(&self) -> bool {
-        #[cfg(not(loom_mutant = "double_close"))]
-        if self.outbox.closed.swap(true, Ordering::SeqCst) {
-            return false;
-        }
-        // Mutant `double_close` (loom_overflow.rs): check, then set, without
-        // the swap; two racing closers both win and close the transport twice.
-        #[cfg(loom_mutant = "double_close")]
-        {
+        if mutants::double_close() {
+            // Mutant (`crate::mutants`): check, then set, without the swap;
+            // two racing closers both win and close the transport twice.
             if self.outbox.closed.load(Ordering::SeqCst) {
                 return false;
             }
             self.outbox.closed.store(true, Ordering::SeqCst);
+        } else if self.outbox.closed.swap(true, Ordering::SeqCst) {
+            return false;
         }
         self.transport.closed();
         true
@@ -373,12 +372,9 @@ impl Client {
     ///
     /// [`Error::Closed`] if the client is closed (before or by this reply).
     pub fn send_reply(&self, frame: Frame) -> Result<()> {
-        #[cfg(not(loom_mutant = "reply_dropped"))]
-        let force = true;
-        // Mutant `reply_dropped` (loom_bytes.rs): a reply obeys the policy
-        // like a broadcast, so under `DropMessage` it is silently dropped.
-        #[cfg(loom_mutant = "reply_dropped")]
-        let force = false;
+        // A reply is never dropped. (Mutant `reply_dropped`, in
+        // `crate::mutants`: it obeys `DropMessage` like a broadcast.)
+        let force = !mutants::reply_dropped();
         self.send(frame, force)
     }
 
@@ -400,10 +396,9 @@ impl Client {
     /// For transports: takes the next queued frame, if any. Returns `None`
     /// once the client is closed.
     pub fn pop_frame(&self) -> Option<Frame> {
-        // Mutant `deliver_after_close` (loom_broadcast.rs): without this
+        // Mutant `deliver_after_close` (`crate::mutants`): without this
         // check, a frame queued before a close is delivered after it.
-        #[cfg(not(loom_mutant = "deliver_after_close"))]
-        if self.0.is_closed() {
+        if !mutants::deliver_after_close() && self.0.is_closed() {
             return None;
         }
         self.0.outbox.pop()

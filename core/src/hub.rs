@@ -41,6 +41,7 @@ use crate::client::{Client, ClientShared, Enqueued, SlowConsumerPolicy, Sub, Tra
 use crate::conn::{writer_loop, Conn, WriterTransport};
 use crate::error::{Error, Result};
 use crate::message::{Frame, IntoPayload};
+use crate::mutants;
 use crate::outbox::Outbox;
 use crate::presence::{
     JsonPresenceEncoder, Member, PresenceEncoder, PresenceEvent, PresenceMode, RosterKey,
@@ -374,10 +375,9 @@ impl Hub {
         }));
         hub.clients.insert(number, client.clone());
         // SeqCst: pairs with `close`'s store; see the module doc.
-        // Mutant `add_no_recheck` (loom_hub_close.rs): without this
+        // Mutant `add_no_recheck` (`crate::mutants`): without this
         // re-check, a client inserted after close's sweep stays registered.
-        #[cfg(not(loom_mutant = "add_no_recheck"))]
-        if hub.closed.load(Ordering::SeqCst) {
+        if !mutants::add_no_recheck() && hub.closed.load(Ordering::SeqCst) {
             client.close();
             return Err(Error::Closed);
         }
@@ -635,6 +635,15 @@ impl Hub {
         out
     }
 
+    /// Channels the Hub's table holds: what [`HubBuilder::max_channels`]
+    /// bounds. A channel leaves the table with its last member, so between
+    /// calls this equals `channels().len()`; a subscribe or unsubscribe in
+    /// progress may briefly hold one that is not occupied. A number that
+    /// stays above `channels().len()` is a leaked, empty channel.
+    pub fn channel_table_len(&self) -> usize {
+        self.0.channels.len()
+    }
+
     /// A copy of a presence channel's roster in join order; empty for
     /// unknown or non-presence channels (R11).
     pub fn presence(&self, channel: &str) -> Vec<Member> {
@@ -720,7 +729,7 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
             .field("clients", &self.count())
-            .field("channels", &self.0.channels.len())
+            .field("channels", &self.channel_table_len())
             .field("closed", &self.is_closed())
             .finish()
     }
@@ -761,17 +770,17 @@ impl HubInner {
                 return Err(Error::TooManyChannels(self.max_channels));
             }
             let mut subs = lock(&client.0.subs);
-            // Mutant `ghost` (loom_close.rs): without this re-check under
-            // `subs`, a close between the caller's first check and here
-            // cleans up before the join and leaves a ghost (the
+            // Mutant `ghost` (`crate::mutants`): without this re-check
+            // under `subs`, a close between the caller's first check and
+            // here cleans up before the join and leaves a ghost (the
             // reference's bug, R7).
-            #[cfg(not(loom_mutant = "ghost"))]
-            if client.0.is_closed() {
-                // Mutant `empty_channel` (loom_close.rs): without this, a
+            if !mutants::ghost() && client.0.is_closed() {
+                // Mutant `empty_channel` (`crate::mutants`): without this, a
                 // join that created the channel and then found its client
                 // closed leaves the channel empty in the table for good.
-                #[cfg(not(loom_mutant = "empty_channel"))]
-                self.discard_if_empty(&ch, &mut lock(&ch.state));
+                if !mutants::empty_channel() {
+                    self.discard_if_empty(&ch, &mut lock(&ch.state));
+                }
                 return Err(Error::Closed);
             }
             if subs.contains_key(name) {
@@ -812,12 +821,14 @@ impl HubInner {
                             member,
                         )
                     };
-                    // Mutant `roster_late` (loom_presence.rs): the newcomer
+                    // Mutant `roster_late` (`crate::mutants`): the newcomer
                     // takes its slot, hence is visible to lock-free
                     // broadcasts, before its roster is queued; a racing
                     // broadcast then reaches it first (R9).
-                    #[cfg(loom_mutant = "roster_late")]
-                    let slot = state.insert(&ch.slots, client.0.clone());
+                    let mut early_slot = None;
+                    if mutants::roster_late() {
+                        early_slot = Some(state.insert(&ch.slots, client.0.clone()));
+                    }
                     // The roster goes first, before the newcomer is visible
                     // to any broadcast (R9).
                     if client.0.enqueue(roster_frame, true) != Enqueued::Queued {
@@ -825,20 +836,23 @@ impl HubInner {
                         self.discard_if_empty(&ch, &mut state);
                         return Err(Error::Closed);
                     }
-                    #[cfg(not(loom_mutant = "roster_late"))]
-                    let slot = state.insert(&ch.slots, client.0.clone());
+                    let slot = match early_slot {
+                        Some(slot) => slot,
+                        None => state.insert(&ch.slots, client.0.clone()),
+                    };
                     self.occupancy(&ch.name, state.members, true);
                     let is_new = state
                         .roster
                         .as_mut()
                         .is_some_and(|r| r.join(key.clone(), member));
                     ch.count.store(state.members, Ordering::Relaxed);
-                    // Mutant `presence_order` (loom_presence.rs): release the
-                    // channel lock before the `member_added` fan-out and the
-                    // hooks, as the reference did; members can then see
+                    // Mutant `presence_order` (`crate::mutants`): release
+                    // the channel lock before the `member_added` fan-out and
+                    // the hooks, as the reference did; members can then see
                     // joins in different orders (R9).
-                    #[cfg(loom_mutant = "presence_order")]
-                    drop(state);
+                    if mutants::presence_order() {
+                        drop(state);
+                    }
                     if is_new {
                         let frame = self.encoder.member_added(name, member);
                         let echo = self.encoder.newcomer_sees_own_join();
@@ -930,14 +944,14 @@ impl HubInner {
         }
         if state.members == 0 {
             self.occupancy(&ch.name, 0, false);
-            #[cfg(not(loom_mutant = "dead_channel"))]
-            self.discard_if_empty(ch, &mut state);
-            #[cfg(loom_mutant = "dead_channel")]
-            {
-                // Mutant: forget the channel without marking it dead, so a
-                // racing subscriber can join a channel no longer in the table.
+            if mutants::dead_channel() {
+                // Mutant (`crate::mutants`): forget the channel without
+                // marking it dead, so a racing subscriber can join a channel
+                // no longer in the table.
                 drop(state);
                 self.channels.remove(&ch.name);
+            } else {
+                self.discard_if_empty(ch, &mut state);
             }
         }
     }

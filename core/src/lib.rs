@@ -34,10 +34,9 @@ mod channel;
 mod client;
 mod conn;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 mod hub;
 mod message;
+mod mutants;
 mod outbox;
 mod presence;
 mod sync;

@@ -74,6 +74,7 @@
 //! accounting takes no part in it (`loom_bytes.rs` models the bound).
 
 use crate::message::Frame;
+use crate::mutants;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::SegQueue;
 
@@ -138,40 +139,41 @@ impl Outbox {
     /// it back when it would.
     pub(crate) fn push(&self, frame: Frame) -> Result<Pushed, Frame> {
         let cost = frame.wire_len() as u64;
-        #[cfg(not(loom_mutant = "account_after_push"))]
-        if !self.reserve(cost) {
-            return Err(frame);
-        }
-        // Mutant `account_after_push` (loom_bytes.rs): the bound is checked
-        // with a load and the bytes are added after the frame is queued; the
-        // drainer can pop and release them first, `queued` wraps below zero
-        // and the next producer finds a client that keeps up hopelessly slow.
-        #[cfg(loom_mutant = "account_after_push")]
-        if self.over(self.queued.load(Ordering::Relaxed), cost) {
+        if mutants::account_after_push() {
+            // Mutant (`crate::mutants`): the bound is checked with a load
+            // and the bytes are added after the frame is queued (below); the
+            // drainer can pop and release them first, `queued` wraps below
+            // zero and the next producer finds a client that keeps up
+            // hopelessly slow.
+            if self.over(self.queued.load(Ordering::Relaxed), cost) {
+                return Err(frame);
+            }
+        } else if !self.reserve(cost) {
             return Err(frame);
         }
         self.queue.push(frame);
-        #[cfg(loom_mutant = "account_after_push")]
-        self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
-        #[cfg(loom_mutant = "lost_wakeup")]
-        {
-            // Mutant: a plain load-then-store, so two producers can both see
-            // `false` and a drainer's re-arm can race the check.
+        if mutants::account_after_push() {
+            self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
+        }
+        if mutants::lost_wakeup() {
+            // Mutant (`crate::mutants`): a plain load-then-store, so two
+            // producers can both see `false` and a drainer's re-arm can race
+            // the check.
             if !self.scheduled.load(Ordering::Relaxed) {
                 self.scheduled.store(true, Ordering::Relaxed);
                 return Ok(Pushed::Wake);
             }
             return Ok(Pushed::Queued);
         }
-        #[cfg(not(loom_mutant = "wakeup_relaxed"))]
-        let check = Ordering::SeqCst;
-        // Mutant `wakeup_relaxed` (loom_wakeup.rs): the producer's check is
-        // Relaxed, so it can read the `true` from before the drainer's
-        // re-arm, skip the wake and strand its frame: the argument above
-        // needs SeqCst (push, then load, in the single total order).
-        #[cfg(loom_mutant = "wakeup_relaxed")]
-        let check = Ordering::Relaxed;
-        #[allow(unreachable_code)]
+        // SeqCst: the argument above needs it (push, then load, in the
+        // single total order). Mutant `wakeup_relaxed` (`crate::mutants`):
+        // a Relaxed check can read the `true` from before the drainer's
+        // re-arm, skip the wake and strand the frame.
+        let check = if mutants::wakeup_relaxed() {
+            Ordering::Relaxed
+        } else {
+            Ordering::SeqCst
+        };
         if !self.scheduled.load(check) && !self.scheduled.swap(true, Ordering::SeqCst) {
             Ok(Pushed::Wake)
         } else {
@@ -189,11 +191,10 @@ impl Outbox {
     /// that is within it: `loom_bytes.rs`). Both the reservation and the
     /// refusal are decided on the latest count, as `fetch_add` was.
     fn reserve(&self, cost: u64) -> bool {
-        // Mutant `reserve_then_undo` (loom_bytes.rs): the reservation is
-        // taken first and undone if over, so a racing push reads a frame
-        // that will not be queued.
-        #[cfg(loom_mutant = "reserve_then_undo")]
-        {
+        if mutants::reserve_then_undo() {
+            // Mutant (`crate::mutants`): the reservation is taken first and
+            // undone if over, so a racing push reads a frame that will not
+            // be queued.
             let before = self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
             if self.over(before, cost) {
                 self.queued.fetch_sub(ONE_FRAME | cost, Ordering::Relaxed);
@@ -204,7 +205,6 @@ impl Outbox {
         // Relaxed (load and both orderings of the CAS): accounting only
         // (module docs); the queue's own SeqCst push is what the wake-up
         // protocol relies on.
-        #[allow(unreachable_code)]
         let mut queued = self.queued.load(Ordering::Relaxed);
         loop {
             if self.over(queued, cost) {
@@ -213,11 +213,11 @@ impl Outbox {
                 // report of them as unsent is already visible: they would
                 // count twice). Refuse only on the latest count, which a
                 // read-modify-write reads; the accepting path has the CAS.
-                // Mutant `refuse_on_stale_count` (loom_bytes.rs): refuse on
-                // the loaded count as it is.
-                #[cfg(loom_mutant = "refuse_on_stale_count")]
-                return false;
-                #[allow(unreachable_code)]
+                // Mutant `refuse_on_stale_count` (`crate::mutants`): refuse
+                // on the loaded count as it is.
+                if mutants::refuse_on_stale_count() {
+                    return false;
+                }
                 match self.queued.compare_exchange(
                     queued,
                     queued,
@@ -232,7 +232,13 @@ impl Outbox {
                 }
             }
             let reserved = queued + (ONE_FRAME | cost);
-            #[cfg(not(loom_mutant = "reserve_not_atomic"))]
+            if mutants::reserve_not_atomic() {
+                // Mutant (`crate::mutants`): a plain store instead of the
+                // compare-and-swap, so a racing push's bytes are lost from
+                // the count.
+                self.queued.store(reserved, Ordering::Relaxed);
+                return true;
+            }
             match self.queued.compare_exchange_weak(
                 queued,
                 reserved,
@@ -242,14 +248,6 @@ impl Outbox {
                 Ok(_) => return true,
                 Err(now) => queued = now,
             }
-            // Mutant `reserve_not_atomic` (loom_bytes.rs): a plain store
-            // instead of the compare-and-swap, so a racing push's bytes are
-            // lost from the count.
-            #[cfg(loom_mutant = "reserve_not_atomic")]
-            {
-                self.queued.store(reserved, Ordering::Relaxed);
-                return true;
-            }
         }
     }
 
@@ -258,14 +256,16 @@ impl Outbox {
     /// Never true for an outbox that owes nothing.
     fn over(&self, queued: u64, cost: u64) -> bool {
         let bytes = queued & BYTE_MASK;
-        // Relaxed: accounting only; a report one drain old is good enough.
-        #[cfg(not(loom_mutant = "bound_ignores_unsent"))]
-        let owed = bytes + self.unsent.load(Ordering::Relaxed);
-        // Mutant `bound_ignores_unsent` (loom_bytes.rs): the bound counts
+        // Mutant `bound_ignores_unsent` (`crate::mutants`): the bound counts
         // only what is queued, so bytes the socket refused do not count and
         // a client that stopped reading is never found slow.
-        #[cfg(loom_mutant = "bound_ignores_unsent")]
-        let owed = bytes;
+        let owed = if mutants::bound_ignores_unsent() {
+            bytes
+        } else {
+            // Relaxed: accounting only; a report one drain old is good
+            // enough.
+            bytes + self.unsent.load(Ordering::Relaxed)
+        };
         owed != 0 && (owed + cost > self.limit_bytes || (queued >> BYTE_BITS) >= self.limit_frames)
     }
 

@@ -203,6 +203,23 @@ fn r6_channels_are_created_on_first_join_and_destroyed_with_the_last_member() {
 }
 
 #[test]
+fn r6_the_channel_table_holds_occupied_channels_only() {
+    let hub = Hub::builder().max_subscriptions(1).build();
+    let (a, _pa) = attach(&hub);
+    assert_eq!(hub.channel_table_len(), 0);
+    hub.subscribe(&a, "room").unwrap();
+    assert_eq!(hub.channel_table_len(), 1);
+    // Refused after it created "other": the join takes it out again.
+    assert_eq!(
+        hub.subscribe(&a, "other"),
+        Err(Error::TooManySubscriptions(1))
+    );
+    assert_eq!(hub.channel_table_len(), 1);
+    hub.unsubscribe(&a, "room").unwrap();
+    assert_eq!(hub.channel_table_len(), 0);
+}
+
+#[test]
 fn r7_client_close_removes_it_from_every_channel() {
     let hub = Hub::new();
     let (c, _p) = attach(&hub);

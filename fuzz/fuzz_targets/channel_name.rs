@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| realtime::fuzzing::channel_name(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| testkit::fuzz::channel_name(data));

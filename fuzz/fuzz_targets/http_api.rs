@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| realtime_server::fuzz_http_api(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| testkit::fuzz::http_api(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| realtime::fuzzing::hub_ops(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| testkit::fuzz::hub_ops(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| realtime::fuzzing::presence_info(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| testkit::fuzz::presence_info(data));

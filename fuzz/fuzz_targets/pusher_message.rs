@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| realtime_server::fuzz_pusher_message(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| testkit::fuzz::pusher_message(data));
