@@ -15,65 +15,6 @@ use serde::Deserialize;
 
 use crate::error::Error;
 
-/// Development app id, used when no app is configured. Numeric, as Pusher
-/// app ids are: the official Python server SDK refuses any other id before
-/// it sends a request (issue #12).
-pub const DEV_APP_ID: &str = "1";
-/// Development app key.
-pub const DEV_APP_KEY: &str = "app-key";
-/// Development app secret.
-pub const DEV_APP_SECRET: &str = "app-secret";
-/// Default listen address.
-pub const DEFAULT_BIND: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6001);
-/// Default `activity_timeout` advertised to clients, in seconds.
-pub const DEFAULT_ACTIVITY_TIMEOUT: u64 = 120;
-/// Default maximum size of an event's `data`, in bytes (Pusher: 10 KB).
-pub const DEFAULT_MAX_EVENT_SIZE: usize = 10 * 1024;
-/// Default client events allowed per connection and second (Pusher: 10).
-pub const DEFAULT_CLIENT_EVENT_RATE: u32 = 10;
-/// Default prefix of the cluster's Redis channels and keys.
-pub const DEFAULT_REDIS_NAMESPACE: &str = "realtime";
-/// Default seconds after which a silent node's members are removed.
-pub const DEFAULT_NODE_TTL: u64 = 15;
-/// Default bound on one client's pending output, in bytes (1 MiB; the
-/// reasons are on [`realtime::DEFAULT_CLIENT_BUFFER`]).
-pub const DEFAULT_CLIENT_BUFFER: usize = realtime::DEFAULT_CLIENT_BUFFER;
-/// Default most members of one presence channel (Pusher: 100).
-pub const DEFAULT_MAX_PRESENCE_MEMBERS: usize = 100;
-/// Default most channels one connection may subscribe to. 1,000: a
-/// pusher-js app with 1,000 channels works at the defaults, and one
-/// connection cannot make the server hold more than 1,000 subscriptions.
-pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
-/// Default request-body bytes buffered at once across all connections.
-pub const DEFAULT_MAX_HTTP_BUFFER: usize = 32 * 1024 * 1024;
-/// Default seconds a new socket may stay silent before it is dropped.
-pub const DEFAULT_SILENT_TIMEOUT: u64 = 5;
-
-/// Default most channels one app may hold at once. 100,000: far more than
-/// the apps this gateway serves use, and a bound on what unauthenticated
-/// clients can make it hold (about 80 MB at the measured cost of a
-/// one-member channel, 776 B: BENCHMARKS.md).
-pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
-/// Default longest presence `user_id` (and sign-in `id`), in characters:
-/// 128, as Pusher documents.
-pub const DEFAULT_MAX_USER_ID_LENGTH: usize = 128;
-/// Default largest presence member data (`user_info` in `channel_data`, and
-/// in sign-in `user_data`), in bytes of the JSON as sent: 2 KB, as Pusher
-/// and Soketi (`maxMemberSizeInKb = 2`). With the default 100 members a
-/// presence roster frame stays under about 220 KB.
-pub const DEFAULT_MAX_MEMBER_SIZE: usize = 2 * 1024;
-
-/// Default seconds a cache channel keeps its last event: 1800 (30 minutes),
-/// as Pusher.
-pub const DEFAULT_CACHE_TTL: u64 = 1800;
-/// Default most cache channels with a last event, per app: 10,000. Each
-/// entry is one event frame (at most about twice `max_event_size` when
-/// every byte of the data is escaped), so at the default 10 KB events an
-/// app's cache stays under about 200 MB in the worst case and a few MB for
-/// typical events; past it the oldest entry is evicted (`cache/`).
-pub const DEFAULT_MAX_CACHE_CHANNELS: usize = 10_000;
-
 /// What to do with a client whose outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,10 +27,13 @@ pub enum SlowConsumer {
 }
 
 mod cli;
+mod defaults;
 mod file;
+mod validate;
 mod webhooks;
 
 pub use cli::Cli;
+pub use defaults::*;
 pub use file::{parse_file, read_file, FileConfig};
 pub use webhooks::{
     WebhookFilter, WebhookTarget, DEFAULT_WEBHOOK_QUEUE, DEFAULT_WEBHOOK_RETRY_MS,
@@ -431,7 +375,7 @@ impl Settings {
             apps,
             dev_app,
         };
-        s.validate()?;
+        validate::validate(&s)?;
         Ok(s)
     }
 
@@ -459,111 +403,6 @@ impl Settings {
             ttl: std::time::Duration::from_secs(self.cache_ttl),
             max_channels: self.max_cache_channels,
         }
-    }
-
-    fn validate(&self) -> Result<(), Error> {
-        let bad = |m: String| Err(Error::Invalid(m));
-        if self.workers == 0 {
-            return bad("workers must be at least 1".into());
-        }
-        if self.max_connections == 0 {
-            return bad("max_connections must be at least 1".into());
-        }
-        if self.activity_timeout == 0 {
-            return bad("activity_timeout must be at least 1 second".into());
-        }
-        if self.outbox == Some(0) {
-            return bad("outbox must be at least 1 frame".into());
-        }
-        if self.silent_timeout == 0 {
-            return bad("silent_timeout must be at least 1 second".into());
-        }
-        if self.max_http_buffer == 0 {
-            return bad("max_http_buffer must be at least 1 byte".into());
-        }
-        if self.client_buffer == 0 {
-            return bad("client_buffer must be at least 1 byte".into());
-        }
-        for app in &self.apps {
-            let limits = self.client_limits(app);
-            if limits.max_presence_members == 0
-                || limits.max_subscriptions == 0
-                || limits.max_channels == 0
-            {
-                return bad(format!(
-                    "app {}: max_presence_members, max_subscriptions_per_connection and max_channels must be at least 1",
-                    app.id
-                ));
-            }
-            if limits.max_user_id_length == 0 || limits.max_member_size == 0 {
-                return bad(format!(
-                    "app {}: max_user_id_length and max_member_size must be at least 1",
-                    app.id
-                ));
-            }
-        }
-        if self.cache_ttl == 0 || self.max_cache_channels == 0 {
-            return bad("cache_ttl and max_cache_channels must be at least 1".into());
-        }
-        if self.webhook_queue == 0 || self.webhook_workers == 0 {
-            return bad("webhook_queue and webhook_workers must be at least 1".into());
-        }
-        if self.webhook_timeout_ms == 0 {
-            return bad("webhook_timeout_ms must be at least 1 millisecond".into());
-        }
-        for app in &self.apps {
-            for target in &app.webhooks {
-                target.validate(&app.id).map_err(Error::Invalid)?;
-            }
-        }
-        if self.node_ttl < 2 {
-            return bad("node_ttl must be at least 2 seconds".into());
-        }
-        if self.redis_namespace.is_empty() || self.redis_namespace.contains(char::is_whitespace) {
-            return bad("redis_namespace must be non-empty, without spaces".into());
-        }
-        if let Some(url) = &self.redis {
-            if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-                return bad("redis must be a redis:// (or unix://) URL".into());
-            }
-        }
-        if self.max_message_size < 1024 {
-            return bad("max_message_size must be at least 1024 bytes".into());
-        }
-        let path_safe = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-        };
-        for (i, app) in self.apps.iter().enumerate() {
-            if !path_safe(&app.id) {
-                return bad(format!(
-                    "app id {:?} must be non-empty [A-Za-z0-9._~-]",
-                    app.id
-                ));
-            }
-            if !path_safe(&app.key) {
-                return bad(format!(
-                    "app key {:?} must be non-empty [A-Za-z0-9._~-]",
-                    app.key
-                ));
-            }
-            if app.secret.is_empty() {
-                return bad(format!("app {} has an empty secret", app.id));
-            }
-            if app.max_event_size == 0 || app.client_event_rate == 0 {
-                return bad(format!("app {}: limits must be at least 1", app.id));
-            }
-            for other in &self.apps[..i] {
-                if other.id == app.id {
-                    return bad(format!("duplicate app id {}", app.id));
-                }
-                if other.key == app.key {
-                    return bad(format!("duplicate app key {}", app.key));
-                }
-            }
-        }
-        Ok(())
     }
 }
 
