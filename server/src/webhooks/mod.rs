@@ -68,94 +68,26 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use serde::Serialize;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::app::Apps;
 use crate::config::{Settings, WebhookTarget};
 use crate::metrics::{self, Metrics};
 
+mod batch;
 pub(crate) mod cluster;
+mod event;
 mod queue;
 mod sender;
 
-use queue::{Batch, Queue};
+use batch::batcher;
+pub(crate) use event::WebhookEvent;
+use queue::Queue;
 
 /// Most events in one webhook request.
 pub const MAX_BATCH_EVENTS: usize = 100;
 /// Longest an event waits for others to share its request.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
-
-/// One webhook event, serialised as Pusher's (PUSHER.md, Webhooks).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "name", rename_all = "snake_case")]
-pub(crate) enum WebhookEvent {
-    /// The channel got its first subscriber.
-    ChannelOccupied { channel: String },
-    /// The channel lost its last subscriber.
-    ChannelVacated { channel: String },
-    /// A user's first connection joined the presence channel.
-    MemberAdded { channel: String, user_id: String },
-    /// A user's last connection left the presence channel.
-    MemberRemoved { channel: String, user_id: String },
-    /// A client event.
-    ClientEvent {
-        channel: String,
-        event: String,
-        data: String,
-        socket_id: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        user_id: Option<String>,
-    },
-    /// A subscriber of a cache channel found no cached event.
-    CacheMiss { channel: String },
-}
-
-impl WebhookEvent {
-    /// The event's `name`.
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            Self::ChannelOccupied { .. } => "channel_occupied",
-            Self::ChannelVacated { .. } => "channel_vacated",
-            Self::MemberAdded { .. } => "member_added",
-            Self::MemberRemoved { .. } => "member_removed",
-            Self::ClientEvent { .. } => "client_event",
-            Self::CacheMiss { .. } => "cache_miss",
-        }
-    }
-
-    /// The event's channel.
-    pub(crate) fn channel(&self) -> &str {
-        match self {
-            Self::ChannelOccupied { channel }
-            | Self::ChannelVacated { channel }
-            | Self::MemberAdded { channel, .. }
-            | Self::MemberRemoved { channel, .. }
-            | Self::ClientEvent { channel, .. }
-            | Self::CacheMiss { channel } => channel,
-        }
-    }
-
-    /// `channel_occupied` or `channel_vacated`.
-    pub(crate) fn occupancy(channel: &str, occupied: bool) -> Self {
-        let channel = channel.to_owned();
-        if occupied {
-            Self::ChannelOccupied { channel }
-        } else {
-            Self::ChannelVacated { channel }
-        }
-    }
-
-    /// `member_added` or `member_removed`.
-    pub(crate) fn membership(channel: &str, user_id: &str, joined: bool) -> Self {
-        let (channel, user_id) = (channel.to_owned(), user_id.to_owned());
-        if joined {
-            Self::MemberAdded { channel, user_id }
-        } else {
-            Self::MemberRemoved { channel, user_id }
-        }
-    }
-}
 
 /// An event on its way to the batcher.
 struct Queued {
@@ -478,137 +410,5 @@ impl Delivery {
 impl Drop for Delivery {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// One target's open batch.
-struct Group {
-    app: Arc<str>,
-    url: String,
-    events: Vec<WebhookEvent>,
-    opened: Instant,
-    first_ms: u64,
-}
-
-impl Group {
-    fn close(self) -> Batch {
-        let time_ms = now_ms();
-        #[derive(Serialize)]
-        struct Body<'a> {
-            time_ms: u64,
-            events: &'a [WebhookEvent],
-        }
-        let body = serde_json::to_string(&Body {
-            time_ms,
-            events: &self.events,
-        })
-        .unwrap_or_default();
-        Batch {
-            app: self.app.to_string(),
-            url: self.url,
-            body,
-            events: self.events.len(),
-            first_ms: self.first_ms,
-        }
-    }
-}
-
-/// The batching thread: see the module docs.
-fn batcher(rx: &Receiver<Intake>, mut queue: Queue, metrics: &Metrics) {
-    let mut open: HashMap<(Arc<str>, String), Group> = HashMap::new();
-    loop {
-        let next = open.values().map(|g| g.opened + BATCH_WINDOW).min();
-        let got = match next {
-            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match got {
-            Ok(Intake::Push(q)) => {
-                metrics.webhook_queue_depth.dec();
-                for t in q.targets.iter() {
-                    if !t.wants(q.event.name(), q.event.channel()) {
-                        continue;
-                    }
-                    metrics.webhook_queue_depth.inc();
-                    let key = (Arc::clone(&q.app), t.url.clone());
-                    let group = open.entry(key.clone()).or_insert_with(|| Group {
-                        app: Arc::clone(&q.app),
-                        url: t.url.clone(),
-                        events: Vec::new(),
-                        opened: Instant::now(),
-                        first_ms: now_ms(),
-                    });
-                    group.events.push(q.event.clone());
-                    if group.events.len() >= MAX_BATCH_EVENTS {
-                        if let Some(g) = open.remove(&key) {
-                            queue.push(g.close(), metrics);
-                        }
-                    }
-                }
-            }
-            Ok(Intake::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                for (_, g) in open.drain() {
-                    queue.push(g.close(), metrics);
-                }
-                // Events queued after the stop are the shutdown's losses.
-                while let Ok(Intake::Push(q)) = rx.try_recv() {
-                    let _ = q;
-                    metrics.webhook_queue_depth.dec();
-                    metrics::inc(&metrics.webhooks_dropped, "reason", "shutdown");
-                }
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                let now = Instant::now();
-                let due: Vec<_> = open
-                    .iter()
-                    .filter(|(_, g)| g.opened + BATCH_WINDOW <= now)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in due {
-                    if let Some(g) = open.remove(&k) {
-                        queue.push(g.close(), metrics);
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_serialise_as_pushers() {
-        let e = WebhookEvent::occupancy("c", true);
-        assert_eq!(
-            serde_json::to_string(&e).unwrap(),
-            r#"{"name":"channel_occupied","channel":"c"}"#
-        );
-        let e = WebhookEvent::membership("presence-c", "u", false);
-        assert_eq!(
-            serde_json::to_string(&e).unwrap(),
-            r#"{"name":"member_removed","channel":"presence-c","user_id":"u"}"#
-        );
-        let e = WebhookEvent::ClientEvent {
-            channel: "private-c".into(),
-            event: "client-x".into(),
-            data: "{}".into(),
-            socket_id: "1.2".into(),
-            user_id: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&e).unwrap(),
-            r#"{"name":"client_event","channel":"private-c","event":"client-x","data":"{}","socket_id":"1.2"}"#
-        );
-        let e = WebhookEvent::CacheMiss {
-            channel: "cache-c".into(),
-        };
-        assert_eq!(e.name(), "cache_miss");
-        assert_eq!(
-            serde_json::to_string(&e).unwrap(),
-            r#"{"name":"cache_miss","channel":"cache-c"}"#
-        );
     }
 }
