@@ -25,6 +25,7 @@ use crate::auth;
 use crate::cache::{CacheLimits, CacheMetrics, ChannelCache};
 use crate::config::{AppConfig, ClientLimits, Settings, SlowConsumer};
 use crate::connection::Connection;
+use crate::dashboard::Feed;
 use crate::member::parse_channel_data;
 use crate::metrics::{self, AppGauges, Metrics};
 use crate::presence::{ClusterPresenceEncoder, ClusterRoster, PusherPresenceEncoder};
@@ -82,6 +83,8 @@ pub struct App {
     metrics: Arc<Metrics>,
     /// The last event of each cache channel (`cache/`).
     cache: ChannelCache,
+    /// What passes through the app, for the dashboard (`dashboard/`).
+    feed: Feed,
 }
 
 impl std::fmt::Debug for App {
@@ -140,6 +143,7 @@ impl App {
             cluster,
             metrics,
             cache,
+            feed: Feed::default(),
         }
     }
 
@@ -152,6 +156,12 @@ impl App {
     /// The last events of the app's cache channels.
     pub(crate) fn cache(&self) -> &ChannelCache {
         &self.cache
+    }
+
+    /// The dashboard's debug feed of this app (records only while a
+    /// dashboard reads it).
+    pub(crate) fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// Cluster mode: the cluster-wide presence roster.
@@ -351,9 +361,11 @@ impl Apps {
         let Some(app) = self.of(client) else {
             return;
         };
-        if app.remove(client).is_none() {
+        let Some(conn) = app.remove(client) else {
             return;
-        }
+        };
+        app.feed()
+            .connection_closed(conn.socket_id(), client.close_reason());
         metrics.dropped_frames_closed.inc_by(client.drops());
         let reason = match client.close_reason() {
             Some((code::PONG_TIMEOUT, _)) => "pong_timeout".to_owned(),

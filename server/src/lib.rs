@@ -43,6 +43,7 @@ mod channel;
 mod cluster;
 mod config;
 mod connection;
+mod dashboard;
 mod error;
 mod fuzz;
 mod gateway;
@@ -67,6 +68,7 @@ pub use config::{
     parse_file, read_file, AppConfig, Cli, ClientLimits, FileConfig, Settings, SlowConsumer,
 };
 pub use connection::Connection;
+pub use dashboard::DashboardToken;
 pub use error::Error;
 pub use gateway::{Gateway, UpgradeDecision, PONG_TIMEOUT};
 pub use http_api::{HttpApi, MAX_BATCH, MAX_CHANNELS_PER_EVENT, MAX_CLOCK_SKEW, MAX_EVENT_NAME};

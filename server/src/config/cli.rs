@@ -117,4 +117,9 @@ pub struct Cli {
     /// `realtime_cache_evictions_total{reason="limit"}`) [default: 10000].
     #[arg(long, env = "REALTIME_MAX_CACHE_CHANNELS")]
     pub max_cache_channels: Option<usize>,
+    /// Serve the live dashboard and debug console on `/dashboard`, behind
+    /// a login with this token (at least 8 characters) [default: none, no
+    /// dashboard: `/dashboard` is 404].
+    #[arg(long, env = "REALTIME_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub dashboard_token: Option<String>,
 }

@@ -59,6 +59,8 @@ pub struct FileConfig {
     pub cache_ttl: Option<u64>,
     /// As `--max-cache-channels`.
     pub max_cache_channels: Option<usize>,
+    /// As `--dashboard-token`.
+    pub dashboard_token: Option<String>,
     /// The apps.
     #[serde(default)]
     pub apps: Vec<AppConfig>,

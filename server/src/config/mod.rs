@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use clap::ValueEnum;
 use serde::Deserialize;
 
+use crate::dashboard::DashboardToken;
 use crate::error::Error;
 
 /// Development app id, used when no app is configured. Numeric, as Pusher
@@ -219,6 +220,8 @@ pub struct Settings {
     pub cache_ttl: u64,
     /// Most cache channels with a last event, per app.
     pub max_cache_channels: usize,
+    /// The dashboard's login token; `None`: no dashboard (`dashboard/`).
+    pub dashboard_token: Option<DashboardToken>,
     /// The apps (at least one).
     pub apps: Vec<AppConfig>,
     /// Whether `apps` is the built-in development app.
@@ -251,6 +254,7 @@ impl Default for Settings {
             node_ttl: DEFAULT_NODE_TTL,
             cache_ttl: DEFAULT_CACHE_TTL,
             max_cache_channels: DEFAULT_MAX_CACHE_CHANNELS,
+            dashboard_token: None,
             apps: vec![AppConfig::dev()],
             dev_app: true,
         }
@@ -382,6 +386,11 @@ impl Settings {
                 file.max_cache_channels,
                 d.max_cache_channels,
             ),
+            dashboard_token: cli
+                .dashboard_token
+                .clone()
+                .or(file.dashboard_token)
+                .map(DashboardToken::new),
             apps,
             dev_app,
         };
@@ -468,6 +477,11 @@ impl Settings {
         if let Some(url) = &self.redis {
             if !(url.starts_with("redis://") || url.starts_with("unix://")) {
                 return bad("redis must be a redis:// (or unix://) URL".into());
+            }
+        }
+        if let Some(t) = &self.dashboard_token {
+            if t.expose().chars().count() < 8 {
+                return bad("dashboard_token must be at least 8 characters".into());
             }
         }
         if self.max_message_size < 1024 {
