@@ -305,3 +305,29 @@ fn a_stalled_dashboard_never_slows_or_drops_delivery_to_clients() {
     assert_eq!(got, capacity);
     assert_eq!(next, recorded);
 }
+
+#[test]
+fn the_token_comes_from_the_flag_or_the_file_and_must_be_eight_characters() {
+    use clap::Parser;
+    use realtime_server::{parse_file, Cli};
+    let file = parse_file("dashboard_token = \"from-the-file\"").unwrap();
+    let cli = Cli::try_parse_from(["realtime-server"]).unwrap();
+    let s = Settings::resolve(&cli, file.clone()).unwrap();
+    assert_eq!(
+        s.dashboard_token.as_ref().map(DashboardToken::expose),
+        Some("from-the-file")
+    );
+    assert!(
+        !format!("{s:?}").contains("from-the-file"),
+        "never in Debug"
+    );
+    let cli =
+        Cli::try_parse_from(["realtime-server", "--dashboard-token", "from-the-flag"]).unwrap();
+    let s = Settings::resolve(&cli, file).unwrap();
+    assert_eq!(
+        s.dashboard_token.as_ref().map(DashboardToken::expose),
+        Some("from-the-flag")
+    );
+    let short = Cli::try_parse_from(["realtime-server", "--dashboard-token", "short"]).unwrap();
+    assert!(Settings::resolve(&short, Default::default()).is_err());
+}
