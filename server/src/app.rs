@@ -25,6 +25,7 @@ use crate::auth;
 use crate::cache::{CacheLimits, CacheMetrics, ChannelCache};
 use crate::config::{AppConfig, ClientLimits, Settings, SlowConsumer};
 use crate::connection::Connection;
+use crate::dashboard::Feed;
 use crate::member::parse_channel_data;
 use crate::metrics::{self, AppGauges, Metrics};
 use crate::presence::{ClusterPresenceEncoder, ClusterRoster, PusherPresenceEncoder};
@@ -85,6 +86,8 @@ pub struct App {
     cache: ChannelCache,
     /// This app's webhook targets and the door to the node's delivery.
     webhooks: Webhooks,
+    /// What passes through the app, for the dashboard (`dashboard/`).
+    feed: Arc<Feed>,
 }
 
 impl std::fmt::Debug for App {
@@ -133,8 +136,9 @@ impl App {
             None => builder.presence_encoder(PusherPresenceEncoder).build(),
         };
         let cache = ChannelCache::new(&config.id, CacheLimits::default(), Arc::default());
+        let feed = Arc::new(Feed::default());
         Self {
-            webhooks: Webhooks::new(&config.id, &config.webhooks),
+            webhooks: Webhooks::new(&config.id, &config.webhooks, Arc::clone(&feed)),
             config,
             limits,
             hub,
@@ -144,6 +148,7 @@ impl App {
             cluster,
             metrics,
             cache,
+            feed,
         }
     }
 
@@ -156,6 +161,12 @@ impl App {
     /// The last events of the app's cache channels.
     pub(crate) fn cache(&self) -> &ChannelCache {
         &self.cache
+    }
+
+    /// The dashboard's debug feed of this app (records only while a
+    /// dashboard reads it).
+    pub(crate) fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// Cluster mode: the cluster-wide presence roster.
@@ -360,9 +371,11 @@ impl Apps {
         let Some(app) = self.of(client) else {
             return;
         };
-        if app.remove(client).is_none() {
+        let Some(conn) = app.remove(client) else {
             return;
-        }
+        };
+        app.feed()
+            .connection_closed(conn.socket_id(), client.close_reason());
         metrics.dropped_frames_closed.inc_by(client.drops());
         let reason = match client.close_reason() {
             Some((code::PONG_TIMEOUT, _)) => "pong_timeout".to_owned(),

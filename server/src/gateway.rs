@@ -203,6 +203,7 @@ impl Gateway {
             self.clock.ms(now),
         );
         app.insert(Arc::new(conn));
+        app.feed().connection_opened(&socket_id);
         self.metrics.connections_opened.inc();
         tracing::debug!(app = app.id(), socket_id, "connection established");
         Some(protocol::connection_established(
@@ -307,8 +308,11 @@ impl Gateway {
                 },
             ),
             ClientMessage::Unsubscribe { channel } => {
-                if let Err(e) = app.hub().unsubscribe(client, &channel) {
-                    tracing::debug!(error = %e, "unsubscribe refused");
+                match app.hub().unsubscribe(client, &channel) {
+                    Ok(()) => app
+                        .feed()
+                        .subscription("unsubscribed", conn.socket_id(), &channel),
+                    Err(e) => tracing::debug!(error = %e, "unsubscribe refused"),
                 }
             }
             ClientMessage::Signin { auth, user_data } => {

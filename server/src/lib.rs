@@ -43,6 +43,7 @@ mod channel;
 mod cluster;
 mod config;
 mod connection;
+mod dashboard;
 mod error;
 mod fuzz;
 mod gateway;
@@ -69,6 +70,7 @@ pub use config::{
     WebhookFilter, WebhookTarget,
 };
 pub use connection::Connection;
+pub use dashboard::DashboardToken;
 pub use error::Error;
 pub use gateway::{Gateway, UpgradeDecision, PONG_TIMEOUT};
 pub use http_api::{HttpApi, MAX_BATCH, MAX_CHANNELS_PER_EVENT, MAX_CLOCK_SKEW, MAX_EVENT_NAME};

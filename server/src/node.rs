@@ -27,6 +27,7 @@ use crate::app::Apps;
 use crate::bus::{self, Attached, BroadcastBus, Bus, Publisher, BUS_BUFFER};
 use crate::config::Settings;
 use crate::connection::Clock;
+use crate::dashboard::Dashboard;
 use crate::error::Error;
 use crate::gateway::{random_node_id, Gateway};
 use crate::http_api::HttpApi;
@@ -93,7 +94,17 @@ impl Node {
             clock,
             id,
         );
-        let api = HttpApi::new(Arc::clone(&apps), publisher, Arc::clone(&metrics));
+        let dashboard = settings.dashboard_token.as_ref().map(|token| {
+            Dashboard::new(
+                token,
+                Arc::clone(&apps),
+                publisher.clone(),
+                Arc::clone(&metrics),
+                id.to_string(),
+            )
+        });
+        let api = HttpApi::new(Arc::clone(&apps), publisher, Arc::clone(&metrics))
+            .with_dashboard(dashboard);
         let activity = Activity::new(
             Arc::clone(&apps),
             Arc::clone(&metrics),

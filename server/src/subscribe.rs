@@ -71,6 +71,8 @@ pub(crate) fn subscribe(r: &Replies, app: &App, conn: &Connection, req: Request<
         // stays (R6).
         Ok(()) => {
             r.metrics().subscriptions.inc();
+            app.feed()
+                .subscription("subscribed", conn.socket_id(), channel);
             // The Hub queued subscription_succeeded: the cached event
             // follows it.
             cache::subscribed(app, client, channel, now);

@@ -153,6 +153,7 @@ impl Publisher {
         // Cluster mode: a cache channel's event is also shared through
         // Redis (`cache/`); every node's local copy follows `deliver`.
         app.cache().published(channel, &frame);
+        app.feed().published(channel, name, &frame, except);
         if let Err(e) = self.bus.publish(app, channel, name, frame, except) {
             self.metrics.bus_errors.inc();
             tracing::warn!(app = app.id(), channel, error = %e, "publish failed");

@@ -137,4 +137,9 @@ pub struct Cli {
     /// Threads delivering webhooks [default: 2].
     #[arg(long, env = "REALTIME_WEBHOOK_WORKERS")]
     pub webhook_workers: Option<usize>,
+    /// Serve the live dashboard and debug console on `/dashboard`, behind
+    /// a login with this token (at least 8 characters) [default: none, no
+    /// dashboard: `/dashboard` is 404].
+    #[arg(long, env = "REALTIME_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub dashboard_token: Option<String>,
 }

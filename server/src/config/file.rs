@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub webhook_timeout_ms: Option<u64>,
     /// As `--webhook-workers`.
     pub webhook_workers: Option<usize>,
+    /// As `--dashboard-token`.
+    pub dashboard_token: Option<String>,
     /// The apps.
     #[serde(default)]
     pub apps: Vec<AppConfig>,

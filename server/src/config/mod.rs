@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use clap::ValueEnum;
 use serde::Deserialize;
 
+use crate::dashboard::DashboardToken;
 use crate::error::Error;
 
 /// What to do with a client whose outbox is full.
@@ -180,6 +181,8 @@ pub struct Settings {
     pub webhook_timeout_ms: u64,
     /// Threads delivering webhooks.
     pub webhook_workers: usize,
+    /// The dashboard's login token; `None`: no dashboard (`dashboard/`).
+    pub dashboard_token: Option<DashboardToken>,
     /// The apps (at least one).
     pub apps: Vec<AppConfig>,
     /// Whether `apps` is the built-in development app.
@@ -216,6 +219,7 @@ impl Default for Settings {
             webhook_retry_ms: DEFAULT_WEBHOOK_RETRY_MS,
             webhook_timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
             webhook_workers: DEFAULT_WEBHOOK_WORKERS,
+            dashboard_token: None,
             apps: vec![AppConfig::dev()],
             dev_app: true,
         }
@@ -372,6 +376,11 @@ impl Settings {
                 d.webhook_timeout_ms,
             ),
             webhook_workers: pick(cli.webhook_workers, file.webhook_workers, d.webhook_workers),
+            dashboard_token: cli
+                .dashboard_token
+                .clone()
+                .or(file.dashboard_token)
+                .map(DashboardToken::new),
             apps,
             dev_app,
         };

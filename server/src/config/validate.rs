@@ -106,5 +106,10 @@ pub(super) fn validate(s: &Settings) -> Result<(), Error> {
             }
         }
     }
+    if let Some(t) = &s.dashboard_token {
+        if t.expose().chars().count() < 8 {
+            return bad("dashboard_token must be at least 8 characters".into());
+        }
+    }
     Ok(())
 }

@@ -141,7 +141,7 @@ fn publish(bus: &Publisher, app: &App, e: &Checked) {
 }
 
 /// `POST /apps/{id}/events`.
-pub(super) fn events(bus: &Publisher, app: &App, body: &[u8]) -> ApiResult {
+pub(crate) fn events(bus: &Publisher, app: &App, body: &[u8]) -> ApiResult {
     let e: EventBody =
         serde_json::from_slice(body).map_err(|e| bad_request(format!("Invalid JSON body: {e}")))?;
     let e = check_event(app, e, false)?;

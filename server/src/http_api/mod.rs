@@ -14,7 +14,7 @@
 //! The routes are in `events.rs` (publishing) and `channels.rs` (queries).
 
 mod channels;
-mod events;
+pub(crate) mod events;
 
 pub use events::{MAX_BATCH, MAX_CHANNELS_PER_EVENT, MAX_EVENT_NAME};
 
@@ -26,6 +26,7 @@ use realtime_mio::{parse_query, percent_decode, HttpResponse, Request};
 use crate::app::{App, Apps};
 use crate::auth;
 use crate::bus::Publisher;
+use crate::dashboard::{self, Dashboard};
 use crate::metrics::{self, Metrics};
 use crate::protocol::code;
 
@@ -41,6 +42,8 @@ pub struct HttpApi {
     apps: Arc<Apps>,
     publisher: Publisher,
     metrics: Arc<Metrics>,
+    /// `/dashboard`, when the server has a dashboard token.
+    dashboard: Option<Dashboard>,
 }
 
 pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -126,7 +129,14 @@ impl HttpApi {
             apps,
             publisher,
             metrics,
+            dashboard: None,
         }
+    }
+
+    /// This API with `/dashboard` served by `dashboard`.
+    pub(crate) fn with_dashboard(mut self, dashboard: Option<Dashboard>) -> Self {
+        self.dashboard = dashboard;
+        self
     }
 }
 
@@ -180,6 +190,10 @@ impl HttpApi {
 
     /// [`HttpApi::http`] with the clock given (Unix seconds).
     pub fn http_at(&self, req: &Request, body: &[u8], now_unix: u64) -> HttpResponse {
+        // Not counted: the page's polls would fill the counts it shows.
+        if let Some(reply) = dashboard::route(self.dashboard.as_ref(), req, body) {
+            return reply;
+        }
         let start = Instant::now();
         let reply = self.route(req, body, now_unix).unwrap_or_else(|e| e);
         metrics::inc(&self.metrics.http, "status", reply.status.to_string());

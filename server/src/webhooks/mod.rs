@@ -72,6 +72,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::app::Apps;
 use crate::config::{Settings, WebhookTarget};
+use crate::dashboard::Feed;
 use crate::metrics::{self, Metrics};
 
 mod batch;
@@ -115,6 +116,8 @@ pub struct Webhooks {
     app: Arc<str>,
     targets: Arc<[WebhookTarget]>,
     entry: OnceLock<Arc<Entry>>,
+    /// The app's dashboard feed: each queued event is shown there.
+    feed: Arc<Feed>,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -130,11 +133,12 @@ impl std::fmt::Debug for Webhooks {
 impl Webhooks {
     /// The webhooks of app `app` with these targets; nothing is sent until
     /// the node starts its delivery.
-    pub(crate) fn new(app: &str, targets: &[WebhookTarget]) -> Self {
+    pub(crate) fn new(app: &str, targets: &[WebhookTarget], feed: Arc<Feed>) -> Self {
         Self {
             app: Arc::from(app),
             targets: Arc::from(targets),
             entry: OnceLock::new(),
+            feed,
         }
     }
 
@@ -191,8 +195,9 @@ impl Webhooks {
             event,
         };
         entry.metrics.webhook_queue_depth.inc();
+        let (name, channel) = (queued.event.name(), queued.event.channel().to_owned());
         match entry.tx.try_send(Intake::Push(queued)) {
-            Ok(()) => {}
+            Ok(()) => self.feed.webhook(name, Some(&channel), "queued"),
             Err(
                 TrySendError::Full(Intake::Push(q)) | TrySendError::Disconnected(Intake::Push(q)),
             ) => {
