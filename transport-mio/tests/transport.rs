@@ -327,10 +327,11 @@ fn abrupt_reset_mid_frame_removes_the_client_everywhere() {
     let f = start(config(), hub);
     let mut alice = connect(f.addr(), "/?user=alice");
     send_text(&mut alice, "sub presence-room");
+    // Alice's join first: her connection and bob's may live on two loops.
+    assert_eq!(rx.recv_timeout(GUARD).unwrap(), (true, "alice".into()));
     let mut s = raw_upgrade(f.addr(), "/?user=bob");
     raw_frame(&mut s, 0x81, b"sub presence-room", true);
     raw_frame(&mut s, 0x81, b"sub private-x", true);
-    assert_eq!(rx.recv_timeout(GUARD).unwrap(), (true, "alice".into()));
     assert_eq!(rx.recv_timeout(GUARD).unwrap(), (true, "bob".into()));
     // Wait for bob's second subscribe to be done.
     loop {
