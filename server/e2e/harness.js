@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -122,9 +123,9 @@ export function freePort() {
 }
 
 /** Plain HTTP GET on the server; resolves { status, body } (never rejects on HTTP status). */
-export function httpGet(port, urlPath, { timeoutMs = 1000 } = {}) {
+export function httpGet(port, urlPath, { timeoutMs = 1000, tls = false } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get(
+    const req = (tls ? https : http).get(
       { host: '127.0.0.1', port, path: urlPath, agent: false, timeout: timeoutMs },
       (res) => {
         let body = '';
@@ -199,7 +200,9 @@ const STOP_DEADLINE_MS = 5000;
  *
  * Options: `port` (listen there instead of a free port, e.g. to restart a
  * server in place), `appId` / `key` / `secret` (instead of fresh ones),
- * `extraArgs` (more command-line flags).
+ * `extraArgs` (more command-line flags), `tls: { cert, key }` (PEM files:
+ * the server speaks TLS, /up is polled over https, the SDK uses https and
+ * pusher-js wss; the CA must be in NODE_EXTRA_CA_CERTS).
  */
 export async function startServer(opts = {}) {
   const bin = serverBinary();
@@ -214,8 +217,10 @@ export async function startServer(opts = {}) {
     '--app-id', app.appId,
     '--app-key', app.key,
     '--app-secret', app.secret,
+    ...(opts.tls ? ['--tls-cert', opts.tls.cert, '--tls-key', opts.tls.key] : []),
     ...(opts.extraArgs ?? []),
   ];
+  const tls = Boolean(opts.tls);
   const child = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { RUST_LOG: 'info', ...process.env },
@@ -264,7 +269,7 @@ export async function startServer(opts = {}) {
         );
       }
       try {
-        const res = await httpGet(port, '/up', { timeoutMs: 500 });
+        const res = await httpGet(port, '/up', { timeoutMs: 500, tls });
         if (res.status === 200) return;
         lastProblem = `status ${res.status}`;
       } catch (err) {
@@ -282,7 +287,7 @@ export async function startServer(opts = {}) {
       secret: app.secret,
       host: '127.0.0.1',
       port: String(port),
-      useTLS: false,
+      useTLS: tls,
       timeout: WAIT_MS,
       ...overrides,
     });
@@ -302,6 +307,8 @@ export async function startServer(opts = {}) {
     output: () => output,
     /** Whether the process is still running. */
     running: () => !hasExited,
+    /** Sends a signal to the server process (e.g. SIGHUP: TLS reload). */
+    signal: (sig) => child.kill(sig),
 
     /**
      * A pusher-js client. Options:
@@ -313,7 +320,7 @@ export async function startServer(opts = {}) {
      */
     client(copts = {}) {
       const pusher = new Pusher(copts.key ?? app.key, {
-        ...clientOptions(port, server, copts),
+        ...clientOptions(port, server, copts, tls),
         ...(copts.extra ?? {}),
       });
       clients.add(pusher);
@@ -322,7 +329,7 @@ export async function startServer(opts = {}) {
 
     /** A laravel-echo instance over pusher-js, with the same auth options as client(). */
     echo(copts = {}) {
-      const opts = clientOptions(port, server, copts);
+      const opts = clientOptions(port, server, copts, tls);
       // Echo (v2) passes its options to `new Pusher(key, options)`; the
       // deprecated `authorizer` option is what Laravel apps use with Echo.
       delete opts.channelAuthorization;
@@ -429,11 +436,12 @@ function channelAuthHandler(server, copts) {
   };
 }
 
-function clientOptions(port, server, copts) {
+function clientOptions(port, server, copts, tls = false) {
   return {
     wsHost: '127.0.0.1',
     wsPort: port,
-    forceTLS: false,
+    wssPort: port,
+    forceTLS: tls,
     enabledTransports: ['ws'],
     disableStats: true,
     cluster: 'mt1',

@@ -2,13 +2,15 @@
 //!
 //! Reads the command line (and its environment variables, and an optional
 //! TOML file), starts the gateway, and runs until SIGINT or SIGTERM, then
-//! closes every client with 4200 and exits 0.
+//! closes every client with 4200 and exits 0. SIGHUP reloads the TLS
+//! certificate files (`--tls-cert`, `--tls-key`) without dropping
+//! connections.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use realtime_server::{Cli, Settings};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
@@ -17,7 +19,8 @@ use tracing_subscriber::EnvFilter;
     reason = "the binary tells its operator where it listens"
 )]
 fn announce(settings: &Settings, addr: std::net::SocketAddr) {
-    println!("realtime-server listening on ws://{addr} (HTTP API on http://{addr})");
+    let s = if settings.tls.is_some() { "s" } else { "" };
+    println!("realtime-server listening on ws{s}://{addr} (HTTP API on http{s}://{addr})");
     if settings.dev_app {
         let app = &settings.apps[0];
         println!(
@@ -63,7 +66,7 @@ fn main() -> ExitCode {
         }
     }
 
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("realtime-server: cannot install signal handlers: {e}");
@@ -78,7 +81,20 @@ fn main() -> ExitCode {
         }
     };
     announce(&settings, running.local_addr());
-    let signal = signals.forever().next();
+    let mut signal = None;
+    for received in signals.forever() {
+        if received != SIGHUP {
+            signal = Some(received);
+            break;
+        }
+        match running.reload_tls() {
+            Ok(()) if running.is_tls() => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Ok(()) => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; the current certificate stays")
+            }
+        }
+    }
     tracing::info!(?signal, "shutting down");
     running.shutdown();
     tracing::info!("stopped");

@@ -18,6 +18,7 @@ pub(crate) fn transport(s: &Stats) -> Vec<Sample> {
         ("realtime_transport_rejected_over_capacity", "Upgrades refused with 503: transport full.", Kind::Counter, s.rejected_over_capacity),
         ("realtime_transport_handshake_timeouts", "Sockets dropped because no complete HTTP request arrived in time (sockets that never speak).", Kind::Counter, s.handshake_timeouts),
         ("realtime_transport_handshake_failures", "Malformed HTTP requests and WebSocket handshakes answered with a 4xx by the transport.", Kind::Counter, s.handshake_failures),
+        ("realtime_transport_tls_handshake_failures", "TLS handshakes refused (plaintext clients on the TLS port, garbage or unsupported ClientHellos).", Kind::Counter, s.tls_handshake_failures),
         ("realtime_transport_idle_timeouts", "Connections closed for idleness.", Kind::Counter, s.idle_timeouts),
         ("realtime_transport_write_timeouts", "Connections dropped on write timeout.", Kind::Counter, s.write_timeouts),
         ("realtime_transport_protocol_violations", "Connections closed for WebSocket protocol violations.", Kind::Counter, s.closed_for_violation),

@@ -35,6 +35,8 @@ pub struct Running {
     cache: Option<cache::Remote>,
     /// The `--metrics-bind` listener.
     metrics: Option<Server>,
+    /// The port's TLS certificate (`--tls-cert`), reloaded on SIGHUP.
+    tls: Option<realtime_mio::Tls>,
 }
 
 impl std::fmt::Debug for Running {
@@ -166,7 +168,18 @@ fn start_node(
     cache: Option<cache::Remote>,
 ) -> Result<Running, Error> {
     let node = Arc::new(node);
-    let server = Server::bind(transport_config(settings), PusherHandler::new(&node))?;
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(
+            realtime_mio::Tls::from_pem_files(cert, key)
+                .map_err(|e| Error::Invalid(format!("TLS: {e}")))?,
+        ),
+        None => None,
+    };
+    let config = realtime_mio::Config {
+        tls: tls.clone(),
+        ..transport_config(settings)
+    };
+    let server = Server::bind(config, PusherHandler::new(&node))?;
     let local_addr = server.local_addr();
     let server = Arc::new(Mutex::new(Some(server)));
     let stats_of = Arc::downgrade(&server);
@@ -193,6 +206,7 @@ fn start_node(
         cluster,
         cache,
         metrics,
+        tls,
     })
 }
 
@@ -205,6 +219,26 @@ impl Running {
     /// The address of the `--metrics-bind` listener, if any.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics.as_ref().map(Server::local_addr)
+    }
+
+    /// Whether the port speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the TLS certificate and key files again (SIGHUP): handshakes
+    /// from now on use the new certificate, open connections stay. Without
+    /// TLS it does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The files could not be read or do not match; the current
+    /// certificate stays in use.
+    pub fn reload_tls(&self) -> Result<(), realtime_mio::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// The node.

@@ -89,6 +89,10 @@ pub struct Config {
     pub accept: AcceptMode,
     /// Listen backlog of each listener (default 1024).
     pub backlog: u32,
+    /// TLS on the port (default none: plain TCP). With it every accepted
+    /// socket must start with a TLS handshake; the handshake counts against
+    /// `handshake_timeout` with the first request.
+    pub tls: Option<crate::Tls>,
 }
 
 impl Default for Config {
@@ -109,6 +113,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             accept: AcceptMode::default(),
             backlog: 1024,
+            tls: None,
         }
     }
 }

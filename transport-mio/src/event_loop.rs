@@ -36,6 +36,7 @@ use crate::http::HttpResponse;
 use crate::limits::SocketRefusal;
 use crate::slots::Slots;
 use crate::stats::Counters;
+use crate::tls::{Socket, TlsStream};
 use crate::wake::LoopShared;
 
 /// The waker's token.
@@ -224,6 +225,10 @@ impl EventLoop {
                 // so the short answer fits; then the socket is dropped.
                 let response =
                     HttpResponse::text(429, "too many connections from your address (limit)\n");
+                if self.ctx.global.config.tls.is_some() {
+                    // The peer expects a TLS handshake, not an answer.
+                    return;
+                }
                 let mut answer = response.encode_head(false).to_vec();
                 answer.extend_from_slice(&response.body);
                 let mut socket = socket;
@@ -234,6 +239,17 @@ impl EventLoop {
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(error = %e, "set_nodelay failed");
         }
+        let socket = match &self.ctx.global.config.tls {
+            None => Socket::Plain(socket),
+            Some(tls) => match tls.accept() {
+                Ok(session) => Socket::Tls(Box::new(TlsStream::new(socket, session))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS session not created: socket dropped");
+                    self.ctx.global.socket_closed(peer.ip());
+                    return;
+                }
+            },
+        };
         let ctx = &self.ctx;
         let token = self
             .conns

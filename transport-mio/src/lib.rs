@@ -13,7 +13,8 @@
 //! most once per batch (`wake.rs`); the loop drains the outbox, encoding each
 //! frame once for all its recipients and writing several frames with one
 //! vectored write (R31). Keepalive pings, idle, handshake and write timeouts
-//! run on a per-loop timing wheel; oversized or malformed input closes that
+//! run on a per-loop timing wheel; with [`Config::tls`] the port speaks TLS
+//! (rustls), the session kept in the connection's own loop (`tls/`); oversized or malformed input closes that
 //! connection with 1009, 1007 or 1002 (R32).
 //!
 //! # Close codes sent
@@ -61,6 +62,7 @@ mod server;
 mod slots;
 mod stats;
 mod timer;
+mod tls;
 mod wake;
 
 pub use codec::{encode_frame, fuzz_decode};
@@ -71,3 +73,4 @@ pub use http::{HttpResponse, Request};
 pub use query::{parse_query, percent_decode, QueryError};
 pub use server::Server;
 pub use stats::Stats;
+pub use tls::{Tls, TlsError};

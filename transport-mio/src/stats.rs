@@ -52,6 +52,7 @@ pub(crate) struct Counters {
     pub(crate) rejected_per_ip: AtomicU64,
     pub(crate) body_budget_refusals: AtomicU64,
     pub(crate) refused_before_body: AtomicU64,
+    pub(crate) tls_handshake_failures: AtomicU64,
     pub(crate) endings: [AtomicU64; 8],
     pub(crate) codes: [AtomicU64; CODES.len() + 1],
     pub(crate) connections: AtomicU64,
@@ -118,6 +119,9 @@ pub struct Stats {
     /// Requests answered from their head by [`crate::Handler::on_http_head`]
     /// without reading the body.
     pub refused_before_body: u64,
+    /// TLS handshakes refused (a plaintext client on a TLS port, a garbage
+    /// or unsupported ClientHello, a bad record during the handshake).
+    pub tls_handshake_failures: u64,
     /// Request-body bytes reserved right now against `max_http_buffer`
     /// (a gauge).
     pub http_body_bytes: u64,
@@ -174,6 +178,7 @@ impl Stats {
         self.rejected_per_ip += get(&c.rejected_per_ip);
         self.body_budget_refusals += get(&c.body_budget_refusals);
         self.refused_before_body += get(&c.refused_before_body);
+        self.tls_handshake_failures += get(&c.tls_handshake_failures);
         let e = |ending: Ending| get(&c.endings[ending as usize]);
         self.closed_by_peer += e(Ending::PeerClose);
         self.closed_by_app += e(Ending::AppClose);

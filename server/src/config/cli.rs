@@ -80,6 +80,14 @@ pub struct Cli {
     /// its own that the main port's caps do not fill [default: none].
     #[arg(long, env = "REALTIME_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// Serve TLS (wss://, https://) on the port with this certificate
+    /// chain (PEM, leaf first); needs --tls-key. Reloaded on SIGHUP
+    /// [default: none, plain TCP].
+    #[arg(long, env = "REALTIME_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "REALTIME_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Longest presence `user_id` and sign-in `id`, in characters; longer
     /// ones are refused (`pusher:subscription_error` `LimitReached`, or
     /// `pusher:error` for sign-in) [default: 128].

@@ -41,6 +41,10 @@ pub struct FileConfig {
     pub silent_timeout: Option<u64>,
     /// As `--metrics-bind`.
     pub metrics_bind: Option<SocketAddr>,
+    /// As `--tls-cert`.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// As `--tls-key`.
+    pub tls_key: Option<std::path::PathBuf>,
     /// As `--max-user-id-length` (an app's own value wins).
     pub max_user_id_length: Option<usize>,
     /// As `--max-member-size` (an app's own value wins).

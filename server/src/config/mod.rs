@@ -154,6 +154,9 @@ pub struct Settings {
     pub silent_timeout: u64,
     /// A second listener for `/up` and `/metrics`.
     pub metrics_bind: Option<SocketAddr>,
+    /// TLS on the port: the certificate chain and key PEM files (both or
+    /// neither).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Longest presence `user_id` / sign-in `id` in characters, unless an
     /// app says otherwise.
     pub max_user_id_length: usize,
@@ -206,6 +209,7 @@ impl Default for Settings {
             max_connections_per_ip: 0,
             silent_timeout: DEFAULT_SILENT_TIMEOUT,
             metrics_bind: None,
+            tls: None,
             max_user_id_length: DEFAULT_MAX_USER_ID_LENGTH,
             max_member_size: DEFAULT_MAX_MEMBER_SIZE,
             slow_consumer: SlowConsumer::Drop,
@@ -343,6 +347,18 @@ impl Settings {
             ),
             silent_timeout: pick(cli.silent_timeout, file.silent_timeout, d.silent_timeout),
             metrics_bind: cli.metrics_bind.or(file.metrics_bind),
+            tls: match (
+                cli.tls_cert.clone().or(file.tls_cert),
+                cli.tls_key.clone().or(file.tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    return Err(Error::Invalid(
+                        "--tls-cert and --tls-key go together".into(),
+                    ))
+                }
+            },
             max_user_id_length: pick(
                 cli.max_user_id_length,
                 file.max_user_id_length,

@@ -189,3 +189,16 @@ fn webhook_targets_come_from_the_file_and_the_flag_and_are_validated() {
     let cli = Cli::try_parse_from(["x", "--webhook-url", "http://h:1/w"]).unwrap();
     assert!(Settings::resolve(&cli, two).is_err());
 }
+
+#[test]
+fn tls_needs_both_files_from_the_flags_or_the_file() {
+    let cli = Cli::try_parse_from(["x", "--tls-cert", "c.pem"]).unwrap();
+    let err = Settings::resolve(&cli, FileConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("--tls-key"), "{err}");
+    let file = parse_file("tls_cert = \"f.pem\"\ntls_key = \"k.pem\"\n").unwrap();
+    let cli = Cli::try_parse_from(["x", "--tls-cert", "c.pem"]).unwrap();
+    let s = Settings::resolve(&cli, file).unwrap();
+    assert_eq!(s.tls, Some(("c.pem".into(), "k.pem".into())));
+    let none = Settings::resolve(&Cli::try_parse_from(["x"]).unwrap(), FileConfig::default());
+    assert_eq!(none.unwrap().tls, None);
+}

@@ -17,7 +17,11 @@
 //! always close.
 //!
 //! Timers: a socket that sends nothing is dropped at `silent_timeout`; once
-//! it speaks, each request must complete within `handshake_timeout`.
+//! it speaks, each request must complete within `handshake_timeout`. On a
+//! TLS port the handshake is part of the first request's time: its first
+//! record counts as speaking, and a handshake rustls refuses (a plaintext
+//! client, a garbage ClientHello) closes the socket after rustls's alert,
+//! counted (`tls_handshake_failures`) and logged.
 //!
 //! [`Handler::on_http_head`]: crate::Handler::on_http_head
 //! [`Handler::on_http`]: crate::Handler::on_http
@@ -77,9 +81,29 @@ impl<S: Stream> Connection<S> {
                 self.http_bytes(&ctx.read_buf[..n], ctx);
                 None
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Outcome::Keep),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.heard_handshake(ctx);
+                Some(Outcome::Keep)
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) if crate::tls::is_handshake_failure(&e) => {
+                Counters::add(&ctx.counters().tls_handshake_failures, 1);
+                tracing::info!(peer = %self.peer, error = %e, "TLS handshake refused");
+                Some(Outcome::Done)
+            }
             Err(_) => Some(Outcome::Done),
+        }
+    }
+
+    /// A TLS handshake under way counts as speaking: the silent-socket
+    /// deadline gives way to the handshake timeout, which the handshake
+    /// and the request share.
+    fn heard_handshake(&mut self, ctx: &LoopCtx) {
+        if let Phase::Http(h) = &mut self.phase {
+            if !h.spoke && self.out.sock.heard() {
+                h.spoke = true;
+                h.deadline = ctx.now + ctx.global.config.handshake_timeout;
+            }
         }
     }
 

@@ -24,7 +24,9 @@
 //!
 //! The connection is generic over its [`Stream`] so that the phases can be
 //! driven in tests by byte slices through an in-memory stream; the server
-//! uses `mio`'s `TcpStream` (static dispatch, no cost on the hot path).
+//! uses a [`Socket`]: mio's `TcpStream`, plain or wrapped in a TLS session
+//! (`crate::tls`), which the phases cannot tell apart (one enum branch per
+//! read or write, no dynamic dispatch).
 //!
 //! Invariant: a phase change happens only inside this module, always
 //! Http → Open → Closing or Http → Closing; the timer entry of the
@@ -47,7 +49,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use mio::net::TcpStream;
 use mio::Token;
 use realtime::Client;
 
@@ -58,7 +59,9 @@ use crate::stats::{Counters, Ending};
 use crate::timer::Wheel;
 use crate::wake::LoopShared;
 
-use self::write::{Drained, Stream, Writer};
+pub(crate) use self::write::Stream;
+use self::write::{Drained, Writer};
+use crate::tls::Socket;
 
 /// Reads per readiness event before yielding to other connections.
 const READS_PER_TURN: usize = 16;
@@ -165,7 +168,7 @@ enum Phase {
 }
 
 /// A connection served by one loop.
-pub(crate) struct Connection<S = TcpStream> {
+pub(crate) struct Connection<S = Socket> {
     token: Token,
     /// The socket and the bytes it has not taken yet.
     out: Writer<S>,

@@ -98,7 +98,7 @@ impl Write for MemStream {
 }
 
 impl Stream for MemStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shut.set(true);
         Ok(())
     }

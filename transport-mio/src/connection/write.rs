@@ -61,13 +61,28 @@ const MAX_PENDING: usize = BATCH_FRAMES + 64;
 
 /// A byte stream a connection runs on: a non-blocking `TcpStream` in the
 /// server, an in-memory stream in tests.
+///
+/// A stream may hold bytes of its own that it has accepted from a write but
+/// not yet given to the socket (TLS records): `has_unsent` says so, and
+/// `flush` pushes them, returning `WouldBlock` while the socket refuses.
 pub(crate) trait Stream: Read + Write {
     /// Shuts the write side down (our end of stream).
-    fn shutdown_write(&self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Whether the stream holds accepted bytes the socket has not taken.
+    fn has_unsent(&self) -> bool {
+        false
+    }
+
+    /// Whether the peer sent bytes that `read` has not yielded as data yet
+    /// (a TLS handshake in progress): the peer is not silent.
+    fn heard(&self) -> bool {
+        false
+    }
 }
 
 impl Stream for mio::net::TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
 }
@@ -97,7 +112,7 @@ pub(crate) struct Writer<S> {
     stalled_since: Option<Instant>,
 }
 
-impl<S: Write> Writer<S> {
+impl<S: Stream> Writer<S> {
     pub(crate) fn new(sock: S) -> Self {
         Self {
             sock,
@@ -106,9 +121,9 @@ impl<S: Write> Writer<S> {
         }
     }
 
-    /// Whether nothing waits for the socket.
+    /// Whether nothing waits for the socket (here or in the stream).
     pub(crate) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && !self.sock.has_unsent()
     }
 
     /// Since when the socket has taken no bytes while some wait.
@@ -167,7 +182,15 @@ impl<S: Write> Writer<S> {
         let mut progress = false;
         let result = loop {
             if queue.is_empty() {
-                break Ok(());
+                if !self.sock.has_unsent() {
+                    break Ok(());
+                }
+                // The stream's own bytes (TLS records) go last.
+                match self.sock.flush() {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
             }
             let mut iov = [IoSlice::new(&[]); IOV];
             let mut n = 0;
@@ -188,7 +211,7 @@ impl<S: Write> Writer<S> {
                 Err(e) => break Err(e),
             }
         };
-        if queue.is_empty() {
+        if queue.is_empty() && !self.sock.has_unsent() {
             self.stalled_since = None;
         } else if progress || self.stalled_since.is_none() {
             self.stalled_since = Some(now);
@@ -396,6 +419,16 @@ mod tests {
                 Err(io::ErrorKind::ConnectionReset.into())
             }
             fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::ConnectionReset.into())
+            }
+        }
+        impl Stream for Broken {
+            fn shutdown_write(&mut self) -> io::Result<()> {
                 Ok(())
             }
         }
