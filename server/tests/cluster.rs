@@ -9,11 +9,11 @@ mod common;
 #[path = "../../broadcasting/tests/redis_support/mod.rs"]
 mod redis_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::process::ServerProcess;
 use common::{now_unix, presence_auth, private_auth, signed_query, APP_ID, KEY, SECRET};
 use redis_support::{wait_until, RedisServer, GUARD};
 use serde_json::{json, Value};
@@ -23,9 +23,7 @@ type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// One gateway process.
 struct Node {
-    child: Child,
-    addr: SocketAddr,
-    _stdout: BufReader<ChildStdout>,
+    server: ServerProcess,
 }
 
 impl Node {
@@ -34,41 +32,35 @@ impl Node {
     }
 
     fn start_url(url: &str, ttl: u64) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_realtime-server"))
-            .args(["--bind", "127.0.0.1:0", "--workers", "1", "--redis", url])
-            .args(["--node-ttl", &ttl.to_string(), "--redis-namespace", "test"])
-            .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .split("ws://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .unwrap();
+        let ttl = ttl.to_string();
         Self {
-            child,
-            addr,
-            _stdout: stdout,
+            server: ServerProcess::spawn(&[
+                "--workers",
+                "1",
+                "--redis",
+                url,
+                "--node-ttl",
+                &ttl,
+                "--redis-namespace",
+                "test",
+                "--app-id",
+                APP_ID,
+                "--app-key",
+                KEY,
+                "--app-secret",
+                SECRET,
+            ]),
         }
     }
 
     /// SIGKILL: no goodbye.
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.kill();
     }
 
     fn http(&self, method: &str, path: &str, extra: &[(&str, &str)], body: &str) -> (u16, String) {
         let q = signed_query(method, path, extra, body, SECRET, now_unix());
-        let mut s = TcpStream::connect(self.addr).unwrap();
+        let mut s = TcpStream::connect(self.server.addr).unwrap();
         s.set_read_timeout(Some(GUARD)).unwrap();
         write!(
             s,
@@ -113,7 +105,8 @@ impl Node {
 
     fn connect(&self) -> Client {
         let (mut ws, _) =
-            tungstenite::connect(format!("ws://{}/app/{KEY}?protocol=7", self.addr)).unwrap();
+            tungstenite::connect(format!("ws://{}/app/{KEY}?protocol=7", self.server.addr))
+                .unwrap();
         if let MaybeTlsStream::Plain(s) = ws.get_mut() {
             s.set_read_timeout(Some(GUARD)).unwrap();
         }
@@ -126,12 +119,6 @@ impl Node {
         let data: Value = serde_json::from_str(hello["data"].as_str().unwrap()).unwrap();
         c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
         c
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -10,9 +10,7 @@ mod common;
 mod redis_support;
 mod webhook_receiver;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
-
+use common::process::ServerProcess;
 use common::{presence_auth, APP_ID, KEY, SECRET};
 use redis_support::{wait_until, RedisServer, GUARD};
 use serde_json::{json, Value};
@@ -25,50 +23,45 @@ const NS: &str = "wh";
 
 /// One gateway process.
 struct Node {
-    child: Child,
-    addr: std::net::SocketAddr,
-    _stdout: BufReader<ChildStdout>,
+    server: ServerProcess,
 }
 
 impl Node {
     fn start(redis: &RedisServer, hooks: &Hooks) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_realtime-server"))
-            .args(["--bind", "127.0.0.1:0", "--workers", "1"])
-            .args(["--redis", &redis.url(), "--redis-namespace", NS])
-            .args(["--node-ttl", "2"])
-            .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
-            .args(["--webhook-url", &hooks.url, "--webhook-retry-ms", "60000"])
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .split("ws://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .unwrap();
+        let url = redis.url();
         Self {
-            child,
-            addr,
-            _stdout: stdout,
+            server: ServerProcess::spawn(&[
+                "--workers",
+                "1",
+                "--redis",
+                &url,
+                "--redis-namespace",
+                NS,
+                "--node-ttl",
+                "2",
+                "--app-id",
+                APP_ID,
+                "--app-key",
+                KEY,
+                "--app-secret",
+                SECRET,
+                "--webhook-url",
+                &hooks.url,
+                "--webhook-retry-ms",
+                "60000",
+            ]),
         }
     }
 
     /// SIGKILL: no goodbye.
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.kill();
     }
 
     fn connect(&self) -> Client {
         let (mut ws, _) =
-            tungstenite::connect(format!("ws://{}/app/{KEY}?protocol=7", self.addr)).unwrap();
+            tungstenite::connect(format!("ws://{}/app/{KEY}?protocol=7", self.server.addr))
+                .unwrap();
         if let MaybeTlsStream::Plain(s) = ws.get_mut() {
             s.set_read_timeout(Some(GUARD)).unwrap();
         }
@@ -80,12 +73,6 @@ impl Node {
         let data: Value = serde_json::from_str(hello["data"].as_str().unwrap()).unwrap();
         c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
         c
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -12,6 +12,7 @@ use realtime_server::{AppConfig, Node, Settings, UpgradeDecision};
 use serde_json::Value;
 
 pub mod live;
+pub mod process;
 
 pub const KEY: &str = "key-1";
 pub const SECRET: &str = "secret-1";
