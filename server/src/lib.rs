@@ -56,6 +56,7 @@ mod node;
 mod presence;
 mod protocol;
 mod rate_limit;
+mod redis_conn;
 mod reply;
 mod samples;
 mod server;

@@ -43,6 +43,7 @@ use realtime::Frame;
 
 use super::{CacheMetrics, Writer};
 use crate::app::{App, Apps};
+use crate::redis_conn;
 
 /// Writes queued at most; past it the publisher drops the write.
 const QUEUE: usize = 4096;
@@ -78,18 +79,6 @@ impl std::fmt::Debug for Remote {
 /// The key prefix of `app`'s cache entries.
 pub(crate) fn key_prefix(ns: &str, app: &str) -> String {
     format!("{ns}:cache:{app}:")
-}
-
-/// `s` with Redis glob characters escaped, for a `MATCH` pattern.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 struct Worker {
@@ -208,14 +197,7 @@ impl Worker {
             if Instant::now() < self.next_connect {
                 return None;
             }
-            let opened = self
-                .client
-                .get_connection_with_timeout(TIMEOUT)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(TIMEOUT))?;
-                    c.set_write_timeout(Some(TIMEOUT))?;
-                    Ok(c)
-                });
+            let opened = redis_conn::open(&self.client, TIMEOUT);
             match opened {
                 Ok(c) => {
                     self.backoff = Duration::from_millis(50);
@@ -288,7 +270,7 @@ impl Worker {
         };
         let mut loaded = 0;
         for (prefix, app) in apps {
-            let pattern = format!("{}*", glob_escape(&prefix));
+            let pattern = format!("{}*", redis_conn::glob_escape(&prefix));
             let mut cursor: u64 = 0;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -336,8 +318,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_namespaced_and_patterns_escaped() {
+    fn keys_are_namespaced() {
         assert_eq!(key_prefix("rt", "1"), "rt:cache:1:");
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{alive_key, field, members_key, nodes_key, Job, Shared};
+use crate::redis_conn;
 
 /// The worker: owns the Redis connection.
 pub(super) struct Worker {
@@ -84,15 +85,7 @@ impl Worker {
                 return None;
             }
             let timeout = Duration::from_secs(1);
-            let opened = self
-                .shared
-                .client
-                .get_connection_with_timeout(timeout)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(timeout))?;
-                    c.set_write_timeout(Some(timeout))?;
-                    Ok(c)
-                });
+            let opened = redis_conn::open(&self.shared.client, timeout);
             match opened {
                 Ok(c) => {
                     if self.failing {

@@ -59,6 +59,7 @@ use super::queue::{processing_key, queue_key, RedisQueue};
 use super::WebhookEvent;
 use crate::app::{App, Apps};
 use crate::metrics::{self, Metrics};
+use crate::redis_conn;
 
 /// Join or leave on one key: the node's membership of the key's set.
 const EDGE: &str = r"
@@ -296,15 +297,7 @@ impl Worker {
     fn conn(&mut self) -> Option<&mut redis::Connection> {
         if self.conn.is_none() {
             let timeout = Duration::from_secs(1);
-            match self
-                .redis
-                .client
-                .get_connection_with_timeout(timeout)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(timeout))?;
-                    c.set_write_timeout(Some(timeout))?;
-                    Ok(c)
-                }) {
+            match redis_conn::open(&self.redis.client, timeout) {
                 Ok(mut c) => {
                     // Listed from the first connection on (not the first
                     // join): a node that never had a channel may still

@@ -42,6 +42,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
+use crate::redis_conn;
 
 /// One closed batch: one request to one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,11 +78,8 @@ impl RedisQueue {
 
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
         let timeout = Duration::from_secs(2);
-        let c = self.client.get_connection_with_timeout(timeout)?;
         // Longer than the BLMOVE wait.
-        c.set_read_timeout(Some(timeout))?;
-        c.set_write_timeout(Some(timeout))?;
-        Ok(c)
+        redis_conn::open(&self.client, timeout)
     }
 
     /// Moves this node's processing list back to the head of the queue.
