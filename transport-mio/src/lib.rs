@@ -52,6 +52,7 @@
 mod codec;
 mod config;
 mod connection;
+mod deflate;
 mod event_loop;
 mod handler;
 mod handshake;
