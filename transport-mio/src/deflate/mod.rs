@@ -18,8 +18,8 @@
 //! for sending: the compressors are per thread ([`compress`]), reset before
 //! each message. Frames whose payload is under the connection's threshold
 //! (`Config::compression_threshold`) go out uncompressed (RSV1 clear), from
-//! the ordinary encode-once slot; so does a frame that deflate would not
-//! shrink.
+//! the ordinary encode-once slot; every other frame is compressed, even
+//! one that deflate does not shrink.
 //!
 //! # Inbound: inflated once complete, bounded by the size limit
 //!
@@ -98,19 +98,33 @@ pub(crate) fn wire(frame: &Frame, deflate: Option<Outbound>) -> Bytes {
     }
 }
 
+/// The bytes the transport writes for `frame` to a connection that
+/// negotiated permessage-deflate with a `window`-bit server window (`None`:
+/// not negotiated) and `threshold`, as the drain gets them: from the
+/// frame's encode-once slots, so a second call for the same frame and
+/// parameters (9..=14 excepted) returns the same buffer. For benchmarks
+/// and tests outside the crate.
+#[doc(hidden)]
+pub fn encode_for_recipient(frame: &Frame, window: Option<u8>, threshold: u32) -> Bytes {
+    wire(frame, window.map(|window| Outbound { window, threshold }))
+}
+
 /// Encodes `frame` as one final frame with RSV1 set and its payload
-/// compressed with a `window`-bit window; the uncompressed frame (from the
-/// shared slot) if deflate would not make it shorter.
+/// compressed with a `window`-bit window, even when deflate does not make
+/// it shorter (as `ws` does: a few bytes lost on incompressible payloads
+/// over the threshold, no second encoding). The uncompressed frame (from
+/// the shared slot) only if compression fails, which negotiated
+/// parameters never make it do.
 pub(crate) fn encode_compressed(frame: &Frame, window: u8) -> Bytes {
     let payload = frame.payload();
     match compress(payload, window) {
-        Some(deflated) if deflated.len() < payload.len() => {
+        Some(deflated) => {
             let mut out = BytesMut::with_capacity(deflated.len() + 10);
             crate::codec::put_header(&mut out, 0x40 | frame.kind().opcode(), deflated.len());
             out.put_slice(&deflated);
             out.freeze()
         }
-        _ => frame.encoded_with(crate::codec::encode_frame).clone(),
+        None => frame.encoded_with(crate::codec::encode_frame).clone(),
     }
 }
 

@@ -152,7 +152,7 @@ fn a_broadcast_is_compressed_once_and_the_bytes_shared() {
 }
 
 #[test]
-fn small_or_incompressible_frames_go_uncompressed() {
+fn small_frames_go_uncompressed_and_larger_ones_compressed_even_if_longer() {
     let d = Some(Outbound {
         window: DEFAULT_WINDOW,
         threshold: 256u32,
@@ -170,5 +170,7 @@ fn small_or_incompressible_frames_go_uncompressed() {
         })
         .collect();
     let frame = Frame::binary(noise);
-    assert_eq!(wire(&frame, d)[0], 0x82);
+    let w = wire(&frame, d);
+    assert_eq!(w[0], 0xC2);
+    assert!(w.len() > frame.wire_len());
 }
