@@ -328,3 +328,38 @@ fn corrupt_or_non_utf8_compressed_messages_are_1007() {
     let err = decode_deflate(&compressed_frame(true, OP_TEXT, &deflated), 2, 1024).unwrap_err();
     assert_eq!(err, Violation::InvalidUtf8);
 }
+
+#[test]
+fn garbage_compressed_payloads_end_in_a_close_code_never_a_panic() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut codes = std::collections::BTreeSet::new();
+    for round in 0..2_000 {
+        let len = (next() % 300) as usize;
+        let mut payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if round % 3 == 0 {
+            // A valid stream with bytes flipped.
+            payload = crate::deflate::compress(&payload, 15).unwrap();
+            if let Some(b) = payload.get_mut(len % 7) {
+                *b ^= next() as u8 | 1;
+            }
+        }
+        let opcode = if round % 2 == 0 { OP_TEXT } else { OP_BINARY };
+        let input = compressed_frame(true, opcode, &payload);
+        let chunk = 1 + (next() % 40) as usize;
+        match decode_deflate(&input, chunk, 1024) {
+            Ok(units) => assert!(units.len() <= 1),
+            Err(v) => {
+                codes.insert(v.close_code());
+            }
+        }
+    }
+    // Corrupt data and bad UTF-8 were both met, and nothing else.
+    assert!(codes.contains(&1007), "{codes:?}");
+    assert!(codes.iter().all(|c| [1007, 1009].contains(c)), "{codes:?}");
+}
