@@ -16,7 +16,8 @@
 //! a smaller window (`server_max_window_bits` < 15, rare) gets its frames
 //! compressed for it alone, on its loop. No connection holds deflate state
 //! for sending: the compressors are per thread ([`compress`]), reset before
-//! each message. Frames whose payload is under the connection's threshold
+//! each message (about 380 KB each, created on first use: one per loop for
+//! the 15-bit window, at most seven if clients ask for every window size). Frames whose payload is under the connection's threshold
 //! (`Config::compression_threshold`) go out uncompressed (RSV1 clear), from
 //! the ordinary encode-once slot; every other frame is compressed, even
 //! one that deflate does not shrink.
