@@ -6,6 +6,16 @@
 //! frame's encoded wire form. Fanning a frame out to N clients clones the
 //! `Arc` N times; the first transport to write it encodes it and every other
 //! recipient reuses those bytes (R31).
+//!
+//! A second write-once slot holds the frame's *compressed* wire form
+//! (permessage-deflate, RFC 7692), for the recipients that negotiated it:
+//! the transport compresses each message on its own (no context carried
+//! from one message to the next), so one compressed encoding serves every
+//! recipient with the same parameters. The slot is keyed by nothing: a
+//! transport stores in it the form for its common parameter set (the
+//! 15-bit window every browser uses) and encodes rarer parameter sets per
+//! recipient. A frame nobody compresses leaves the slot empty: the
+//! uncompressed path costs what it did.
 
 use std::sync::OnceLock;
 
@@ -39,6 +49,7 @@ struct FrameInner {
     kind: MessageType,
     payload: Bytes,
     encoded: OnceLock<Bytes>,
+    compressed: OnceLock<Bytes>,
 }
 
 /// An immutable message, cheap to clone, shared by every recipient.
@@ -89,6 +100,7 @@ impl Frame {
             kind,
             payload,
             encoded: OnceLock::new(),
+            compressed: OnceLock::new(),
         }))
     }
 
@@ -131,6 +143,25 @@ impl Frame {
     /// for one wire format; every transport of a process must encode alike.
     pub fn encoded_with(&self, encode: impl FnOnce(&Frame) -> Bytes) -> &Bytes {
         self.0.encoded.get_or_init(|| encode(self))
+    }
+
+    /// The transport's compressed encoding of this frame, computed by
+    /// `encode` the first time and shared by every later caller, like
+    /// [`Frame::encoded_with`]. The transport keeps one compressed form
+    /// per frame (its common parameter set, see the module docs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use realtime::Frame;
+    ///
+    /// let f = Frame::text("hello").unwrap();
+    /// let a = f.compressed_with(|_| bytes::Bytes::from_static(b"z")).clone();
+    /// let b = f.compressed_with(|_| unreachable!("encoded once")).clone();
+    /// assert_eq!(a.as_ptr(), b.as_ptr());
+    /// ```
+    pub fn compressed_with(&self, encode: impl FnOnce(&Frame) -> Bytes) -> &Bytes {
+        self.0.compressed.get_or_init(|| encode(self))
     }
 
     /// Whether two handles point to the same shared frame.

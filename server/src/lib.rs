@@ -67,8 +67,8 @@ pub use activity::{Activity, Swept};
 pub use app::{App, Apps};
 pub use bus::{deliver, BroadcastBus, Bus, BusError, LocalBus};
 pub use config::{
-    parse_file, read_file, AppConfig, Cli, ClientLimits, FileConfig, Settings, SlowConsumer,
-    WebhookFilter, WebhookTarget,
+    parse_file, read_file, AppConfig, Cli, ClientLimits, Compression, FileConfig, Settings,
+    SlowConsumer, WebhookFilter, WebhookTarget,
 };
 pub use connection::Connection;
 pub use dashboard::DashboardToken;

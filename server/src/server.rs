@@ -10,7 +10,7 @@ use crate::activity::Sweeper;
 use crate::bus::BUS_BUFFER;
 use crate::cache;
 use crate::cluster::Cluster;
-use crate::config::Settings;
+use crate::config::{Compression, Settings};
 use crate::error::Error;
 use crate::gateway::{random_node_id, PONG_TIMEOUT};
 use crate::handler::PusherHandler;
@@ -60,6 +60,8 @@ pub fn transport_config(settings: &Settings) -> Config {
         silent_timeout: Duration::from_secs(settings.silent_timeout),
         // The Pusher-level timeout (ping, then 4201) must fire first.
         idle_timeout: activity + PONG_TIMEOUT + Duration::from_secs(30),
+        compression: settings.compression == Compression::On,
+        compression_threshold: settings.compression_threshold,
         ..Config::default()
     }
 }

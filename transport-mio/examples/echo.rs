@@ -4,7 +4,7 @@
 //! R36).
 //!
 //! ```text
-//! cargo run --release -p realtime-mio --example echo -- [ADDR] [--max-message BYTES] [--max-secs SECS]
+//! cargo run --release -p realtime-mio --example echo -- [ADDR] [--max-message BYTES] [--max-secs SECS] [--compression-threshold BYTES]
 //! ```
 //!
 //! - `ADDR`: where to listen (default `127.0.0.1:9001`; port 0 picks a free
@@ -14,6 +14,8 @@
 //!   for the 9.* cases, whose largest message is 16 MiB).
 //! - `--max-secs`: stop after this long whatever happens (default 900), so a
 //!   CI run can never hang on it.
+//! - `--compression-threshold`: echoes shorter than this go uncompressed
+//!   when permessage-deflate is negotiated (default 256, the transport's).
 //!
 //! It also stops, gracefully (close 1001 to every client), at the end of
 //! its standard input; SIGTERM and SIGINT end it the default way.
@@ -60,6 +62,7 @@ struct Args {
     bind: std::net::SocketAddr,
     max_message: usize,
     max_secs: u64,
+    compression_threshold: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
         bind: ([127, 0, 0, 1], 9001).into(),
         max_message: 16 * 1024 * 1024,
         max_secs: 900,
+        compression_threshold: Config::default().compression_threshold,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -79,6 +83,12 @@ fn parse_args() -> Result<Args, String> {
             "--max-secs" => {
                 let v = value("--max-secs")?;
                 args.max_secs = v.parse().map_err(|e| format!("--max-secs {v}: {e}"))?;
+            }
+            "--compression-threshold" => {
+                let v = value("--compression-threshold")?;
+                args.compression_threshold = v
+                    .parse()
+                    .map_err(|e| format!("--compression-threshold {v}: {e}"))?;
             }
             addr => {
                 args.bind = addr.parse().map_err(|e| format!("address {addr}: {e}"))?;
@@ -94,6 +104,7 @@ fn main() -> std::io::Result<()> {
     let config = Config {
         bind: args.bind,
         max_message_size: args.max_message,
+        compression_threshold: args.compression_threshold,
         ..Config::default()
     };
     let hub = Hub::builder().client_buffer(CLIENT_BUFFER).build();

@@ -93,6 +93,16 @@ pub struct Config {
     /// socket must start with a TLS handshake; the handshake counts against
     /// `handshake_timeout` with the first request.
     pub tls: Option<crate::Tls>,
+    /// Negotiate permessage-deflate (RFC 7692) when a client offers it
+    /// (default true). Each broadcast is compressed once and its bytes
+    /// shared by every recipient, so the CPU cost does not grow with the
+    /// audience while the bytes on the wire shrink several times for JSON;
+    /// no per-connection state is kept for sending.
+    pub compression: bool,
+    /// Outbound payloads shorter than this many bytes are sent
+    /// uncompressed even when compression is negotiated (default 256):
+    /// small frames gain little and cost a compression.
+    pub compression_threshold: usize,
 }
 
 impl Default for Config {
@@ -114,6 +124,8 @@ impl Default for Config {
             accept: AcceptMode::default(),
             backlog: 1024,
             tls: None,
+            compression: true,
+            compression_threshold: 256,
         }
     }
 }

@@ -3,9 +3,9 @@
 //! `101 Switching Protocols` answer.
 //!
 //! The request itself was read and parsed by the connection (`http.rs`),
-//! without blocking; this module only decides. No extension (such as
-//! permessage-deflate) and no subprotocol is negotiated, so every inbound
-//! frame must have its RSV bits clear.
+//! without blocking; this module only decides. The one extension is
+//! permessage-deflate (`crate::deflate`), negotiated when the configuration
+//! allows it; no subprotocol is negotiated.
 //!
 //! [`fuzz_parse_request`] runs a request head through the parser and this
 //! check: the status the transport would answer with.
@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use std::net::SocketAddr;
 
+use crate::deflate;
 use crate::http::{self, HttpError, Request};
 
 /// Validates an upgrade request; returns the `Sec-WebSocket-Accept` value.
@@ -49,10 +50,28 @@ pub(crate) fn validate(req: &Request) -> Result<String, HttpError> {
     Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// The `101 Switching Protocols` response.
-pub(crate) fn switching_protocols(accept: &str) -> Bytes {
+/// The permessage-deflate parameters to use, if `enabled` and the request
+/// offers an acceptable set (every `Sec-WebSocket-Extensions` header, in
+/// order).
+pub(crate) fn deflate(req: &Request, enabled: bool) -> Option<deflate::Params> {
+    if !enabled {
+        return None;
+    }
+    deflate::negotiate(
+        req.headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, value)| value.as_str()),
+    )
+}
+
+/// The `101 Switching Protocols` response, accepting `deflate` if set.
+pub(crate) fn switching_protocols(accept: &str, deflate: Option<&deflate::Params>) -> Bytes {
+    let extensions = deflate.map_or(String::new(), |p| {
+        format!("Sec-WebSocket-Extensions: {}\r\n", p.response())
+    });
     Bytes::from(format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
     ))
 }
 

@@ -52,6 +52,7 @@
 mod codec;
 mod config;
 mod connection;
+mod deflate;
 mod event_loop;
 mod handler;
 mod handshake;
@@ -67,6 +68,7 @@ mod wake;
 
 pub use codec::{encode_frame, fuzz_decode};
 pub use config::{AcceptMode, Config};
+pub use deflate::encode_for_recipient;
 pub use handler::{Handler, Upgrade};
 pub use handshake::fuzz_parse_request;
 pub use http::{HttpResponse, Request};

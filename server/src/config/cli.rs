@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::SlowConsumer;
+use super::{Compression, SlowConsumer};
 
 /// The command line. Every flag also reads an environment variable.
 #[derive(Debug, Clone, Default, Parser)]
@@ -101,6 +101,15 @@ pub struct Cli {
     /// Slow-consumer policy [default: drop].
     #[arg(long, env = "REALTIME_SLOW_CONSUMER", value_enum)]
     pub slow_consumer: Option<SlowConsumer>,
+    /// permessage-deflate with clients that offer it (browsers, Node's
+    /// `ws`): each broadcast compressed once for all its recipients
+    /// [default: on].
+    #[arg(long, env = "REALTIME_COMPRESSION", value_enum)]
+    pub compression: Option<Compression>,
+    /// Outbound messages shorter than this many bytes are sent
+    /// uncompressed [default: 256].
+    #[arg(long, env = "REALTIME_COMPRESSION_THRESHOLD")]
+    pub compression_threshold: Option<usize>,
     /// Log filter (tracing-subscriber syntax, e.g. `info` or `realtime_server=debug`) [default: info].
     #[arg(long, env = "REALTIME_LOG_LEVEL")]
     pub log_level: Option<String>,

@@ -51,6 +51,11 @@ pub const DEFAULT_MAX_USER_ID_LENGTH: usize = 128;
 /// presence roster frame stays under about 220 KB.
 pub const DEFAULT_MAX_MEMBER_SIZE: usize = 2 * 1024;
 
+/// Default compression threshold: outbound messages under 256 bytes go
+/// uncompressed (a `pusher:pong` or a small event gains a few bytes from
+/// deflate and would cost a compression each).
+pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 256;
+
 /// Default seconds a cache channel keeps its last event: 1800 (30 minutes),
 /// as Pusher.
 pub const DEFAULT_CACHE_TTL: u64 = 1800;

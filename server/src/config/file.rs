@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{AppConfig, SlowConsumer};
+use super::{AppConfig, Compression, SlowConsumer};
 use crate::error::Error;
 
 /// The TOML file: the same settings as the flags, plus `[[apps]]`.
@@ -51,6 +51,10 @@ pub struct FileConfig {
     pub max_member_size: Option<usize>,
     /// As `--slow-consumer`.
     pub slow_consumer: Option<SlowConsumer>,
+    /// As `--compression` (`"on"` or `"off"`).
+    pub compression: Option<Compression>,
+    /// As `--compression-threshold`.
+    pub compression_threshold: Option<usize>,
     /// As `--log-level`.
     pub log_level: Option<String>,
     /// As `--redis`.

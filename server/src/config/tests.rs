@@ -202,3 +202,28 @@ fn tls_needs_both_files_from_the_flags_or_the_file() {
     let none = Settings::resolve(&Cli::try_parse_from(["x"]).unwrap(), FileConfig::default());
     assert_eq!(none.unwrap().tls, None);
 }
+
+#[test]
+fn compression_is_on_by_default_and_set_by_flag_or_file() {
+    let s = Settings::resolve(&Cli::default(), FileConfig::default()).unwrap();
+    assert_eq!(s.compression, Compression::On);
+    assert_eq!(s.compression_threshold, 256);
+    let file = parse_file("compression = \"off\"\ncompression_threshold = 1024\n").unwrap();
+    let s = Settings::resolve(&Cli::default(), file.clone()).unwrap();
+    assert_eq!(
+        (s.compression, s.compression_threshold),
+        (Compression::Off, 1024)
+    );
+    let config = crate::server::transport_config(&s);
+    assert!(!config.compression);
+    assert_eq!(config.compression_threshold, 1024);
+    let cli =
+        Cli::try_parse_from(["x", "--compression", "on", "--compression-threshold", "0"]).unwrap();
+    let s = Settings::resolve(&cli, file).unwrap();
+    assert_eq!(
+        (s.compression, s.compression_threshold),
+        (Compression::On, 0)
+    );
+    assert!(Cli::try_parse_from(["x", "--compression", "maybe"]).is_err());
+    assert!(parse_file("compression = \"yes\"\n").is_err());
+}

@@ -36,9 +36,24 @@
 //! incomplete character is validated again with the next bytes, at most 3
 //! bytes re-read) from one that can never be valid (`Some`: 1007 now, even
 //! mid-frame). Every byte is thus validated once, plus at most 3 per append.
+//!
+//! # Compressed messages
+//!
+//! With permessage-deflate negotiated ([`Decoder::with_deflate`]), RSV1 on
+//! the first frame of a text or binary message marks it compressed; RSV1
+//! anywhere else (control frames, continuations, or without negotiation) is
+//! a protocol error, 1002. A compressed message is assembled as it came,
+//! its compressed size bounded by `deflate::max_compressed`, and inflated
+//! when complete (`crate::deflate`): the size limit (1009) applies to the
+//! inflated size, UTF-8 is checked on the inflated text, corrupt deflate
+//! data is 1007.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use realtime::{Frame, MessageType};
+
+use flate2::Decompress;
+
+use crate::deflate::{self, Inflate, InflateError, Inflater};
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
@@ -77,6 +92,9 @@ pub(crate) enum Violation {
     /// A text message or close reason that is not UTF-8: 1007.
     #[error("invalid UTF-8")]
     InvalidUtf8,
+    /// A compressed message that is not valid deflate data: 1007.
+    #[error("invalid compressed data")]
+    BadDeflate,
 }
 
 impl Violation {
@@ -85,7 +103,7 @@ impl Violation {
         match self {
             Self::Protocol(_) => 1002,
             Self::TooBig => 1009,
-            Self::InvalidUtf8 => 1007,
+            Self::InvalidUtf8 | Self::BadDeflate => 1007,
         }
     }
 
@@ -95,6 +113,7 @@ impl Violation {
             Self::Protocol(what) => what,
             Self::TooBig => "message too big",
             Self::InvalidUtf8 => "invalid UTF-8",
+            Self::BadDeflate => "invalid compressed data",
         }
     }
 }
@@ -129,9 +148,36 @@ pub(crate) struct Decoder {
     utf8_valid: usize,
     /// The payload of the control frame being read.
     control: Vec<u8>,
+    /// The message being assembled is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// permessage-deflate, if negotiated (RSV1 is allowed on messages):
+    /// which inflater reads compressed messages.
+    inflate: Inflate,
+    /// The connection's own inflate context (`Inflate::Own`), created by
+    /// the first compressed message.
+    context: Option<Box<Decompress>>,
 }
 
 impl Decoder {
+    /// A decoder for a session with permessage-deflate negotiated; the
+    /// client compresses each message alone if `client_no_context`.
+    pub(crate) fn with_deflate(client_no_context: bool) -> Self {
+        Self {
+            inflate: if client_no_context {
+                Inflate::Shared
+            } else {
+                Inflate::Own
+            },
+            ..Self::default()
+        }
+    }
+
+    /// Whether the connection holds an inflate context of its own.
+    #[cfg(test)]
+    pub(crate) fn has_inflate_context(&self) -> bool {
+        self.context.is_some()
+    }
+
     /// Whether a partial frame or message is buffered.
     #[cfg(test)]
     pub(crate) fn is_idle(&self) -> bool {
@@ -185,14 +231,17 @@ impl Decoder {
             self.mask_pos = ((usize::from(self.mask_pos) + n) % 4) as u8;
             self.remaining -= n as u64;
             input = &input[n..];
-            if self.opcode < OP_CLOSE && self.message_kind == Some(MessageType::Text) {
+            if self.opcode < OP_CLOSE
+                && self.message_kind == Some(MessageType::Text)
+                && !self.compressed
+            {
                 self.check_utf8()?;
             }
             if self.remaining > 0 {
                 return Ok(());
             }
             self.in_frame = false;
-            if let Some(unit) = self.complete()? {
+            if let Some(unit) = self.complete(max_message)? {
                 let is_close = matches!(unit, Inbound::Close(_));
                 if sink(unit) == Flow::Stop || is_close {
                     return Ok(());
@@ -244,13 +293,18 @@ impl Decoder {
     /// Checks the first two header bytes.
     fn check_start(&self) -> Result<(), Violation> {
         let (b0, b1) = (self.head[0], self.head[1]);
-        if b0 & 0x70 != 0 {
+        let opcode = b0 & 0x0F;
+        if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && self.inflate == Inflate::Off) {
             return Err(Violation::Protocol("reserved bits set"));
+        }
+        if b0 & 0x40 != 0 && !matches!(opcode, OP_TEXT | OP_BINARY) {
+            return Err(Violation::Protocol(
+                "RSV1 on a control or continuation frame",
+            ));
         }
         if b1 & 0x80 == 0 {
             return Err(Violation::Protocol("client frame not masked"));
         }
-        let opcode = b0 & 0x0F;
         let fin = b0 & 0x80 != 0;
         match opcode {
             OP_CONTINUATION | OP_TEXT | OP_BINARY => Ok(()),
@@ -298,9 +352,17 @@ impl Decoder {
             OP_BINARY => self.message_kind = Some(MessageType::Binary),
             _ => {}
         }
+        if matches!(opcode, OP_TEXT | OP_BINARY) {
+            self.compressed = h[0] & 0x40 != 0;
+        }
         if opcode < OP_CLOSE {
             let total = (self.message.len() as u64).saturating_add(len);
-            if total > max_message as u64 {
+            let limit = if self.compressed {
+                deflate::max_compressed(max_message)
+            } else {
+                max_message
+            };
+            if total > limit as u64 {
                 return Err(Violation::TooBig);
             }
         }
@@ -315,7 +377,7 @@ impl Decoder {
     }
 
     /// A frame's payload is complete: yields a unit if one is finished.
-    fn complete(&mut self) -> Result<Option<Inbound>, Violation> {
+    fn complete(&mut self, max_message: usize) -> Result<Option<Inbound>, Violation> {
         match self.opcode {
             OP_CLOSE => {
                 let payload = std::mem::take(&mut self.control);
@@ -331,8 +393,15 @@ impl Decoder {
             _ if !self.fin => Ok(Some(Inbound::Fragment)),
             _ => {
                 let kind = self.message_kind.take().unwrap_or(MessageType::Binary);
-                let data = std::mem::take(&mut self.message);
-                let valid = std::mem::take(&mut self.utf8_valid);
+                let mut data = std::mem::take(&mut self.message);
+                let mut valid = std::mem::take(&mut self.utf8_valid);
+                if std::mem::take(&mut self.compressed) {
+                    data = self.inflate(&data, max_message)?;
+                    if kind == MessageType::Text {
+                        std::str::from_utf8(&data).map_err(|_| Violation::InvalidUtf8)?;
+                    }
+                    valid = data.len();
+                }
                 // Every byte was validated on arrival: a text message is
                 // valid once no incomplete character is left at its end.
                 if kind == MessageType::Text && valid != data.len() {
@@ -341,6 +410,20 @@ impl Decoder {
                 Ok(Some(Inbound::Message(kind, Bytes::from(data))))
             }
         }
+    }
+}
+
+impl Decoder {
+    /// Inflates a complete compressed message (see the module docs).
+    fn inflate(&mut self, data: &[u8], max_message: usize) -> Result<Vec<u8>, Violation> {
+        let mut inflater = Inflater {
+            mode: self.inflate,
+            context: &mut self.context,
+        };
+        inflater.inflate(data, max_message).map_err(|e| match e {
+            InflateError::TooBig => Violation::TooBig,
+            InflateError::Corrupt => Violation::BadDeflate,
+        })
     }
 }
 
@@ -396,8 +479,9 @@ pub(crate) fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
-/// Writes a server (unmasked) frame header.
-fn put_header(out: &mut BytesMut, opcode: u8, len: usize) {
+/// Writes a server (unmasked) frame header; `opcode` may carry RSV1
+/// (`0x40`).
+pub(crate) fn put_header(out: &mut BytesMut, opcode: u8, len: usize) {
     out.put_u8(0x80 | opcode);
     if len < 126 {
         out.put_u8(len as u8);

@@ -235,3 +235,131 @@ fn fuzz_hook_survives_garbage() {
     let out = fuzz_decode(&[0xff; 64], 3, 1024);
     assert_eq!(out.last().map(String::as_str), Some("close 1002"));
 }
+
+/// A masked client frame with RSV1 set.
+fn compressed_frame(fin: bool, opcode: u8, deflated: &[u8]) -> Vec<u8> {
+    let mut f = client_frame(fin, opcode, deflated);
+    f[0] |= 0x40;
+    f
+}
+
+fn decode_deflate(input: &[u8], chunk: usize, max: usize) -> Result<Vec<Inbound>, Violation> {
+    let mut d = Decoder::with_deflate(false);
+    let mut out = Vec::new();
+    for piece in input.chunks(chunk) {
+        d.feed(piece, max, &mut |u| {
+            out.push(u);
+            Flow::Continue
+        })?;
+    }
+    Ok(out)
+}
+
+#[test]
+fn compressed_messages_whole_or_fragmented_are_inflated() {
+    let text = "compressible ".repeat(200);
+    let deflated = crate::deflate::compress(text.as_bytes(), 15).unwrap();
+    let (a, b) = deflated.split_at(deflated.len() / 2);
+    let mut input = compressed_frame(true, OP_TEXT, &deflated);
+    // RSV1 on the first frame only; a ping between the fragments.
+    input.extend(compressed_frame(false, OP_BINARY, a));
+    input.extend(client_frame(true, OP_PING, b""));
+    input.extend(client_frame(true, OP_CONTINUATION, b));
+    // An uncompressed message on the same session.
+    input.extend(client_frame(true, OP_TEXT, b"plain"));
+    let expected = vec![
+        Inbound::Message(MessageType::Text, Bytes::from(text.clone())),
+        Inbound::Fragment,
+        Inbound::Ping(Bytes::new()),
+        Inbound::Message(MessageType::Binary, Bytes::from(text.clone())),
+        Inbound::Message(MessageType::Text, Bytes::from_static(b"plain")),
+    ];
+    for chunk in [1, 5, 8192] {
+        assert_eq!(decode_deflate(&input, chunk, 1 << 16).unwrap(), expected);
+    }
+}
+
+#[test]
+fn rsv1_where_it_does_not_belong_is_a_protocol_error() {
+    let deflated = crate::deflate::compress(b"hello hello hello", 15).unwrap();
+    // Not negotiated.
+    let err = decode(&compressed_frame(true, OP_TEXT, &deflated), 1).unwrap_err();
+    assert_eq!(err.close_code(), 1002);
+    // On a control frame.
+    let err = decode_deflate(&compressed_frame(true, OP_PING, b""), 1, 1024).unwrap_err();
+    assert_eq!(
+        err,
+        Violation::Protocol("RSV1 on a control or continuation frame")
+    );
+    // On a continuation.
+    let mut input = client_frame(false, OP_TEXT, b"a");
+    input.extend(compressed_frame(true, OP_CONTINUATION, b"b"));
+    let err = decode_deflate(&input, 3, 1024).unwrap_err();
+    assert_eq!(err.close_code(), 1002);
+    // RSV2 and RSV3 stay reserved.
+    let mut rsv2 = client_frame(true, OP_TEXT, b"a");
+    rsv2[0] |= 0x20;
+    assert_eq!(
+        decode_deflate(&rsv2, 1, 1024).unwrap_err().close_code(),
+        1002
+    );
+}
+
+#[test]
+fn a_compressed_message_over_the_limit_once_inflated_is_1009() {
+    let bomb = crate::deflate::compress(&vec![b'a'; 1 << 20], 15).unwrap();
+    assert!(bomb.len() < 4096);
+    let input = compressed_frame(true, OP_TEXT, &bomb);
+    let err = decode_deflate(&input, 8192, 64 * 1024).unwrap_err();
+    assert_eq!(err.close_code(), 1009);
+    // Compressed bytes far over the limit are refused from the header.
+    let input = compressed_frame(true, OP_BINARY, &vec![0; 2000]);
+    let err = decode_deflate(&input[..10], 1, 1000).unwrap_err();
+    assert_eq!(err, Violation::TooBig);
+}
+
+#[test]
+fn corrupt_or_non_utf8_compressed_messages_are_1007() {
+    let input = compressed_frame(true, OP_BINARY, &[0xff, 0xff]);
+    let err = decode_deflate(&input, 1, 1024).unwrap_err();
+    assert_eq!(err, Violation::BadDeflate);
+    assert_eq!(err.close_code(), 1007);
+    let deflated = crate::deflate::compress(&[0xc3, 0x28, 0x41, 0x41], 15).unwrap();
+    let err = decode_deflate(&compressed_frame(true, OP_TEXT, &deflated), 2, 1024).unwrap_err();
+    assert_eq!(err, Violation::InvalidUtf8);
+}
+
+#[test]
+fn garbage_compressed_payloads_end_in_a_close_code_never_a_panic() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut codes = std::collections::BTreeSet::new();
+    for round in 0..2_000 {
+        let len = (next() % 300) as usize;
+        let mut payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if round % 3 == 0 {
+            // A valid stream with bytes flipped.
+            payload = crate::deflate::compress(&payload, 15).unwrap();
+            if let Some(b) = payload.get_mut(len % 7) {
+                *b ^= next() as u8 | 1;
+            }
+        }
+        let opcode = if round % 2 == 0 { OP_TEXT } else { OP_BINARY };
+        let input = compressed_frame(true, opcode, &payload);
+        let chunk = 1 + (next() % 40) as usize;
+        match decode_deflate(&input, chunk, 1024) {
+            Ok(units) => assert!(units.len() <= 1),
+            Err(v) => {
+                codes.insert(v.close_code());
+            }
+        }
+    }
+    // Corrupt data and bad UTF-8 were both met, and nothing else.
+    assert!(codes.contains(&1007), "{codes:?}");
+    assert!(codes.iter().all(|c| [1007, 1009].contains(c)), "{codes:?}");
+}

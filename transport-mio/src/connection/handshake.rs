@@ -24,6 +24,7 @@ use realtime::{Client, Hub};
 
 use super::{guarded, Connection, LoopCtx, OpenPhase, Phase, Stream};
 use crate::codec::{self, Decoder};
+use crate::deflate;
 use crate::handler::Upgrade;
 use crate::handshake;
 use crate::http::{Head, HttpResponse};
@@ -48,7 +49,7 @@ impl<S: Stream> Connection<S> {
             shared: Arc::clone(&ctx.shared),
         });
         match hub.attach(transport, auth) {
-            Ok(client) => self.open(client, head.len, &accept, ctx),
+            Ok(client) => self.open(client, &head, &accept, ctx),
             Err(e) => {
                 ctx.global.release();
                 tracing::debug!(error = %e, "attach failed: 503");
@@ -93,7 +94,7 @@ impl<S: Stream> Connection<S> {
                 reason,
             }) => {
                 Counters::add(&ctx.counters().refused, 1);
-                self.out.push(handshake::switching_protocols(accept));
+                self.out.push(handshake::switching_protocols(accept, None));
                 for frame in &frames {
                     self.out.push(codec::encode_text(frame));
                 }
@@ -109,24 +110,37 @@ impl<S: Stream> Connection<S> {
         None
     }
 
-    /// Enters the Open phase with `client`; the request took `head_len`
-    /// bytes of the buffer.
-    fn open(&mut self, client: Client, head_len: usize, accept: &str, ctx: &mut LoopCtx) {
+    /// Enters the Open phase with `client`, permessage-deflate negotiated
+    /// from the request if the configuration allows; the request took
+    /// `head.len` bytes of the buffer.
+    fn open(&mut self, client: Client, head: &Head, accept: &str, ctx: &mut LoopCtx) {
         let Phase::Http(h) = &mut self.phase else {
             return;
         };
-        let leftover = h.buf.split_off(head_len.min(h.buf.len()));
+        let leftover = h.buf.split_off(head.len.min(h.buf.len()));
         Counters::add(&ctx.counters().upgrades, 1);
         Counters::add(&ctx.counters().connections, 1);
+        let config = &ctx.global.config;
+        let deflate = handshake::deflate(&head.request, config.compression);
+        let decoder = match &deflate {
+            Some(p) => Decoder::with_deflate(p.client_no_context),
+            None => Decoder::default(),
+        };
+        self.out.set_deflate(deflate.map(|p| deflate::Outbound {
+            window: p.server_window,
+            // Thresholds past 4 GiB compress nothing anyway.
+            threshold: u32::try_from(config.compression_threshold).unwrap_or(u32::MAX),
+        }));
         self.phase = Phase::Open(OpenPhase {
             client: client.clone(),
-            decoder: Decoder::default(),
+            decoder,
             last_in: ctx.now,
             last_ping: ctx.now,
         });
         let handler = &ctx.handler;
         let opened = guarded("on_open", || handler.on_open(&client));
-        self.out.push(handshake::switching_protocols(accept));
+        self.out
+            .push(handshake::switching_protocols(accept, deflate.as_ref()));
         if opened.is_none() {
             let _ = self.handler_panicked(ctx);
             return;

@@ -221,11 +221,18 @@ impl Rig {
 
     /// Upgrades the connection; returns its client.
     pub(super) fn open(&mut self) -> Client {
-        assert_eq!(self.send(UPGRADE), Outcome::Keep);
+        self.open_with(UPGRADE).0
+    }
+
+    /// Upgrades the connection with `request`; returns its client and the
+    /// `101` response.
+    pub(super) fn open_with(&mut self, request: &[u8]) -> (Client, String) {
+        assert_eq!(self.send(request), Outcome::Keep);
         let written = self.written();
         assert!(written.starts_with(b"HTTP/1.1 101 "), "{written:?}");
         assert!(self.conn.is_open());
-        self.app.opened.lock().unwrap().last().unwrap().clone()
+        let client = self.app.opened.lock().unwrap().last().unwrap().clone();
+        (client, String::from_utf8_lossy(&written).into_owned())
     }
 
     /// How many times `on_close` ran.

@@ -219,7 +219,7 @@ impl<S: Stream> Connection<S> {
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
-    use crate::connection::testing::{client_frame, close_code, server_frames, Rig};
+    use crate::connection::testing::{client_frame, close_code, server_frames, Rig, UPGRADE};
     use crate::connection::Outcome;
 
     /// Opens a session, sends `input` and returns the frames written.
@@ -279,5 +279,104 @@ mod tests {
         let frames = server_frames(&rig.written());
         assert_eq!(frames, [(0xA, b"p".to_vec()), (0x1, b"hello".to_vec())]);
         assert!(!client.is_closed());
+    }
+
+    /// An upgrade request offering permessage-deflate with `params`.
+    fn offering(params: &str) -> Vec<u8> {
+        let head = std::str::from_utf8(UPGRADE).unwrap();
+        let head = head.trim_end_matches("\r\n");
+        format!("{head}\r\nSec-WebSocket-Extensions: permessage-deflate{params}\r\n\r\n")
+            .into_bytes()
+    }
+
+    /// A compressed client frame (RSV1) carrying `payload`.
+    fn compressed(payload: &[u8]) -> Vec<u8> {
+        let deflated = crate::deflate::compress(payload, 15).unwrap();
+        let mut f = client_frame(true, 0x1, &deflated);
+        f[0] |= 0x40;
+        f
+    }
+
+    #[test]
+    fn an_offer_is_answered_and_compressed_messages_flow_both_ways() {
+        let mut rig = Rig::new(Config::default());
+        let (client, response) = rig.open_with(&offering("; client_max_window_bits"));
+        assert!(
+            response.contains(
+                "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
+            ),
+            "{response}"
+        );
+        let text = "{\"event\":\"x\",\"data\":\"".to_owned() + &"abc".repeat(300) + "\"}";
+        assert_eq!(rig.send(&compressed(text.as_bytes())), Outcome::Keep);
+        assert_eq!(rig.conn.on_notified(&mut rig.ctx), Outcome::Keep);
+        let written = rig.written();
+        // The echo (over the threshold) goes out compressed: RSV1, shorter.
+        assert_eq!(written[0], 0xC1);
+        assert!(written.len() < text.len() / 4);
+        let frames = server_frames(&written);
+        let mut context = None;
+        let mut inflater = crate::deflate::Inflater {
+            mode: crate::deflate::Inflate::Shared,
+            context: &mut context,
+        };
+        assert_eq!(
+            inflater.inflate(&frames[0].1, 1 << 20).unwrap(),
+            text.as_bytes()
+        );
+        // A short echo goes out plain.
+        assert_eq!(rig.send(&client_frame(true, 0x1, b"hi")), Outcome::Keep);
+        assert_eq!(rig.conn.on_notified(&mut rig.ctx), Outcome::Keep);
+        assert_eq!(rig.written(), b"\x81\x02hi");
+        assert!(rig.conn.decoder_has_inflate_context());
+        assert!(!client.is_closed());
+    }
+
+    #[test]
+    fn client_no_context_takeover_keeps_no_inflate_context() {
+        let mut rig = Rig::new(Config::default());
+        let (_client, response) = rig.open_with(&offering("; client_no_context_takeover"));
+        assert!(
+            response.contains("; client_no_context_takeover\r\n"),
+            "{response}"
+        );
+        assert_eq!(rig.send(&compressed(&[b'a'; 1000])), Outcome::Keep);
+        assert!(rig.conn.is_open());
+        assert!(!rig.conn.decoder_has_inflate_context());
+    }
+
+    #[test]
+    fn compression_off_declines_and_rsv1_is_then_1002() {
+        let config = Config {
+            compression: false,
+            ..Config::default()
+        };
+        let mut rig = Rig::new(config);
+        let (_client, response) = rig.open_with(&offering(""));
+        assert!(!response.contains("Sec-WebSocket-Extensions"), "{response}");
+        assert_eq!(rig.send(&compressed(b"hello hello hello")), Outcome::Keep);
+        let frames = server_frames(&rig.written());
+        assert_eq!(frames[0].0, 0x8);
+        assert_eq!(close_code(&frames[0].1), 1002);
+    }
+
+    #[test]
+    fn a_compressed_bomb_is_1009() {
+        let config = Config {
+            max_message_size: 64 * 1024,
+            ..Config::default()
+        };
+        let mut rig = Rig::new(config);
+        rig.open_with(&offering(""));
+        let bomb = crate::deflate::compress(&vec![0; 8 << 20], 15).unwrap();
+        // FIN, RSV1, binary; masked with a zero mask.
+        let mut f = vec![0xC2, 0x80 | 126];
+        f.extend_from_slice(&(bomb.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0]);
+        f.extend_from_slice(&bomb);
+        assert_eq!(rig.send(&f), Outcome::Keep);
+        let frames = server_frames(&rig.written());
+        assert_eq!(frames[0].0, 0x8);
+        assert_eq!(close_code(&frames[0].1), 1009);
     }
 }

@@ -9,7 +9,8 @@
 //! (and unallocated) unless the socket pushed back. The outbox is drained in
 //! batches of at most [`BATCH_FRAMES`] frames or [`BATCH_BYTES`] bytes: each
 //! frame's encoded bytes come from [`Frame::encoded_with`] (encoded once for
-//! all recipients), and the batch goes out with one vectored write. What the
+//! all recipients; with permessage-deflate negotiated, from the frame's
+//! compressed slot, see `crate::deflate`), and the batch goes out with one vectored write. What the
 //! socket does not take stays in `pending` (at most one batch plus a few
 //! control frames), and no more frames are popped until it is flushed on
 //! writable readiness: the rest waits in the client's outbox.
@@ -45,6 +46,7 @@ use bytes::{Buf, Bytes};
 use realtime::Client;
 
 use crate::codec;
+use crate::deflate::{self, Outbound};
 use crate::stats::Counters;
 
 /// Most frames popped from an outbox per write.
@@ -110,6 +112,8 @@ pub(crate) struct Writer<S> {
     pending: VecDeque<Bytes>,
     /// Since when the socket has taken no bytes while `pending` waits.
     stalled_since: Option<Instant>,
+    /// permessage-deflate for outbound frames, if negotiated.
+    deflate: Option<Outbound>,
 }
 
 impl<S: Stream> Writer<S> {
@@ -118,7 +122,14 @@ impl<S: Stream> Writer<S> {
             sock,
             pending: VecDeque::new(),
             stalled_since: None,
+            deflate: None,
         }
+    }
+
+    /// Compresses outbound frames from now on, as negotiated (`None`:
+    /// never).
+    pub(crate) fn set_deflate(&mut self, deflate: Option<Outbound>) {
+        self.deflate = deflate;
     }
 
     /// Whether nothing waits for the socket (here or in the stream).
@@ -238,7 +249,7 @@ impl<S: Stream> Writer<S> {
                     return Drained::Blocked;
                 }
             }
-            fill_batch(client, batch);
+            fill_batch(client, batch, self.deflate);
             if batch.is_empty() {
                 if client.is_closed() {
                     return Drained::ClientClosed;
@@ -281,8 +292,7 @@ impl<S: Stream> Writer<S> {
             let Some(frame) = client.pop_frame() else {
                 break;
             };
-            self.pending
-                .push_back(frame.encoded_with(codec::encode_frame).clone());
+            self.pending.push_back(deflate::wire(&frame, self.deflate));
             taken += 1;
         }
         Counters::add(&counters.frames_out, taken);
@@ -291,13 +301,13 @@ impl<S: Stream> Writer<S> {
 
 /// Pops frames from `client`'s outbox into `batch`, up to one batch's
 /// worth, each as its encoded bytes (encoded once for every recipient).
-fn fill_batch(client: &Client, batch: &mut VecDeque<Bytes>) {
+fn fill_batch(client: &Client, batch: &mut VecDeque<Bytes>, deflate: Option<Outbound>) {
     let mut bytes = 0;
     while batch.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
         let Some(frame) = client.pop_frame() else {
             break;
         };
-        let wire = frame.encoded_with(codec::encode_frame).clone();
+        let wire = deflate::wire(&frame, deflate);
         bytes += wire.len();
         batch.push_back(wire);
     }
