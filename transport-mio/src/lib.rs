@@ -67,6 +67,7 @@ mod wake;
 
 pub use codec::{encode_frame, fuzz_decode};
 pub use config::{AcceptMode, Config};
+pub use connection::fuzz_connection;
 pub use handler::{Handler, Upgrade};
 pub use handshake::fuzz_parse_request;
 pub use http::{HttpResponse, Request};
