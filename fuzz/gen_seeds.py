@@ -84,6 +84,7 @@ CHANNEL_NAME = {
     "not_utf8": b"private-\xff\xfe",
 }
 
+# Messages of one input are separated by NUL bytes (at most 16).
 PUSHER_MESSAGE = {
     "ping": b'{"event":"pusher:ping","data":{}}',
     "subscribe": b'{"event":"pusher:subscribe","data":{"channel":"orders"}}',
@@ -94,17 +95,27 @@ PUSHER_MESSAGE = {
     "signin": b'{"event":"pusher:signin","data":{"auth":"key:sig","user_data":"{\\"id\\":\\"1\\"}"}}',
     "data_as_string": b'{"event":"pusher:subscribe","data":"{\\"channel\\":\\"orders\\"}"}',
     "garbage": b"\xff{\"event\":",
+    "subscribe_twice_then_leave": b'{"event":"pusher:subscribe","data":{"channel":"orders"}}\0'
+    b'{"event":"pusher:subscribe","data":{"channel":"orders"}}\0'
+    b'{"event":"pusher:unsubscribe","data":{"channel":"orders"}}\0{"event":"pusher:ping","data":{}}',
 }
 
+# Byte 0: flags (bit 0: the hook signs the request with the development
+# app's key and secret); then METHOD PATH?QUERY, a newline, the body.
+SIGNED, UNSIGNED = b"\x01", b"\x00"
 HTTP_API = {
-    "events": b'POST /apps/app-id/events?auth_key=app-key&auth_timestamp=1&auth_version=1.0&body_md5=x&auth_signature=y\n{"name":"e","channel":"orders","data":"{}"}',
-    "batch": b'POST /apps/app-id/batch_events?auth_key=app-key\n{"batch":[{"name":"e","channel":"a","data":"1"}]}',
-    "channels": b"GET /apps/app-id/channels?filter_by_prefix=presence-&info=user_count",
-    "channel": b"GET /apps/app-id/channels/presence-a?info=user_count,subscription_count",
-    "users": b"GET /apps/app-id/channels/presence-a/users",
-    "terminate": b"POST /apps/app-id/users/1/terminate_connections\n",
-    "health": b"GET /health",
-    "garbage": b"\xff\xfe / ?%zz\n{",
+    "events": SIGNED + b'POST /apps/1/events\n{"name":"e","channel":"orders","data":"{}"}',
+    "events_unsigned": UNSIGNED + b'POST /apps/1/events?auth_key=app-key&auth_timestamp=1&auth_version=1.0&body_md5=x&auth_signature=y\n{"name":"e","channel":"orders","data":"{}"}',
+    "batch": SIGNED + b'POST /apps/1/batch_events\n{"batch":[{"name":"e","channel":"a","data":"1"},{"name":"f","channel":"presence-a","data":"2","socket_id":"1.1"}]}',
+    "channels": SIGNED + b"GET /apps/1/channels?filter_by_prefix=presence-&info=user_count",
+    "channel": SIGNED + b"GET /apps/1/channels/presence-a?info=user_count,subscription_count",
+    "users": SIGNED + b"GET /apps/1/channels/presence-a/users",
+    "terminate": SIGNED + b"POST /apps/1/users/1/terminate_connections\n",
+    "wrong_method": SIGNED + b"DELETE /apps/1/events",
+    "unknown_app": SIGNED + b"GET /apps/2/channels",
+    "up": UNSIGNED + b"GET /up",
+    "metrics": UNSIGNED + b"GET /metrics",
+    "garbage": UNSIGNED + b"\xff\xfe / ?%zz\n{",
 }
 
 

@@ -38,28 +38,45 @@ pub fn channel_name(data: &[u8]) {
     crate::channel_name::run(data);
 }
 
-/// Any client message through the Pusher protocol parser and dispatcher of
-/// `realtime-server`: never panics.
+/// Up to 16 client messages (separated by NUL bytes) through the Pusher
+/// protocol parser and dispatcher of `realtime-server`, on one connection
+/// of a fresh node with a second connection beside it: never panics.
 pub fn pusher_message(data: &[u8]) {
     realtime_server::fuzz_pusher_message(data);
 }
 
-/// `METHOD PATH?QUERY\nBODY` through the HTTP API of `realtime-server`:
-/// never panics.
+/// Byte 0: flags (bit 0: sign the request with the development app's
+/// secret); then `METHOD PATH?QUERY\nBODY` through the HTTP API of
+/// `realtime-server`: never panics, and a signed request is never refused
+/// as unauthenticated (401).
+///
+/// # Panics
+///
+/// When a signed request is answered 401.
 pub fn http_api(data: &[u8]) {
-    realtime_server::fuzz_http_api(data);
+    let status = realtime_server::fuzz_http_api(data);
+    let signed = data.first().is_some_and(|f| f & 1 != 0);
+    assert!(
+        !(signed && status == 401),
+        "a signed request was answered 401: {:?}",
+        String::from_utf8_lossy(data)
+    );
 }
 
-/// A client's byte stream through `realtime-mio`'s request parser and
-/// frame decoder: an HTTP request head (the handshake), then WebSocket
-/// frames. Byte 0: bits 0-4 the read chunk size - 1, bits 5-7 the maximum
-/// message size class. Never panics, and the decoder's output is bounded
-/// by its input. (Allocation is bounded by libFuzzer's `-malloc_limit_mb`
+/// A client's byte stream through `realtime-mio`: its request parser and
+/// frame decoder alone, then one whole connection state machine over an
+/// in-memory socket (`realtime_mio::fuzz_connection`): an HTTP request head
+/// (the handshake), then WebSocket frames. Byte 0: bits 0-4 the read chunk
+/// size - 1, bits 5-7 the maximum message size class. Never panics, the
+/// decoder's output is bounded by its input, and the connection opens at
+/// most one WebSocket session and tells the application of its end
+/// exactly once. (Allocation is bounded by libFuzzer's `-malloc_limit_mb`
 /// in `fuzz/run.sh`.)
 ///
 /// # Panics
 ///
-/// When the decoder yields more units than the frame bytes can hold.
+/// When the decoder yields more units than the frame bytes can hold, or a
+/// session is opened more than once or not closed exactly once.
 pub fn ws_stream(data: &[u8]) {
     let Some((&config, stream)) = data.split_first() else {
         return;
@@ -80,4 +97,7 @@ pub fn ws_stream(data: &[u8]) {
         out.len(),
         frames.len()
     );
+    let (opened, closed) = realtime_mio::fuzz_connection(data);
+    assert!(opened <= 1, "{opened} sessions on one connection");
+    assert_eq!(closed, opened, "sessions opened {opened}, closed {closed}");
 }

@@ -86,3 +86,20 @@ fn the_handshake_seed_parses_as_an_upgrade() {
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(realtime_mio::fuzz_parse_request(&data[1..]), 101);
 }
+
+#[test]
+fn signed_http_seeds_pass_the_signature_check_and_unsigned_ones_do_not() {
+    let read = |name: &str| {
+        let path = fuzz_dir().join("seeds/http_api").join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    // Signed by the hook: the routes behind the check answer.
+    assert_eq!(realtime_server::fuzz_http_api(&read("events")), 200);
+    assert_eq!(realtime_server::fuzz_http_api(&read("channels")), 200);
+    assert_eq!(realtime_server::fuzz_http_api(&read("wrong_method")), 405);
+    // The same request unsigned, with a made-up signature: refused.
+    assert_eq!(
+        realtime_server::fuzz_http_api(&read("events_unsigned")),
+        401
+    );
+}

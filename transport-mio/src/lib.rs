@@ -68,6 +68,7 @@ mod wake;
 
 pub use codec::{encode_frame, fuzz_decode};
 pub use config::{AcceptMode, Config};
+pub use connection::fuzz_connection;
 pub use deflate::encode_for_recipient;
 pub use handler::{Handler, Upgrade};
 pub use handshake::fuzz_parse_request;

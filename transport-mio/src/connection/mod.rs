@@ -34,8 +34,10 @@
 //! pushes back, the write-stall deadline.
 
 mod closing;
+mod fuzz;
 mod handshake;
 mod http;
+mod memory;
 #[cfg(test)]
 mod testing;
 mod websocket;
@@ -59,6 +61,7 @@ use crate::stats::{Counters, Ending};
 use crate::timer::Wheel;
 use crate::wake::LoopShared;
 
+pub use self::fuzz::fuzz_connection;
 pub(crate) use self::write::Stream;
 use self::write::{Drained, Writer};
 use crate::tls::Socket;

@@ -1,11 +1,9 @@
 //! Test support: the phases driven by byte slices, without sockets. A
-//! [`MemStream`] stands for the socket (input the test supplies, output it
-//! inspects, a write room it controls) and a [`Rig`] holds one connection
-//! with the loop context it needs, serving a small echo application.
+//! [`MemStream`] (`memory.rs`) stands for the socket and a [`Rig`] holds
+//! one connection with the loop context it needs, serving a small echo
+//! application.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,96 +11,14 @@ use bytes::Bytes;
 use mio::{Poll, Token, Waker};
 use realtime::{Client, Hub, MessageType, Transport};
 
-use super::{Connection, LoopCtx, Outcome, Stream};
+pub(super) use super::memory::MemStream;
+use super::{Connection, LoopCtx, Outcome};
 use crate::config::Config;
 use crate::handler::{Handler, Upgrade};
 use crate::http::{HttpResponse, Request};
 use crate::limits::Global;
 use crate::timer::Wheel;
 use crate::wake::LoopShared;
-
-/// An in-memory socket.
-#[derive(Debug)]
-pub(super) struct MemStream {
-    /// Bytes the peer sent and we have not read.
-    pub(super) input: VecDeque<u8>,
-    /// The peer closed its write side: reads past `input` return 0.
-    pub(super) eof: bool,
-    /// Everything we wrote.
-    pub(super) written: Vec<u8>,
-    /// Bytes the socket still takes before it pushes back (`WouldBlock`).
-    pub(super) room: usize,
-    /// Our write side was shut down (`shutdown_write` takes `&self`).
-    shut: Cell<bool>,
-    /// Write calls that took bytes.
-    pub(super) writes: usize,
-}
-
-impl MemStream {
-    /// Whether our write side was shut down.
-    pub(super) fn is_shut(&self) -> bool {
-        self.shut.get()
-    }
-
-    pub(super) fn with_room(room: usize) -> Self {
-        Self {
-            input: VecDeque::new(),
-            eof: false,
-            written: Vec::new(),
-            room,
-            shut: Cell::new(false),
-            writes: 0,
-        }
-    }
-}
-
-impl Read for MemStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.input.is_empty() {
-            return match self.eof {
-                true => Ok(0),
-                false => Err(io::ErrorKind::WouldBlock.into()),
-            };
-        }
-        let n = buf.len().min(self.input.len());
-        for (slot, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
-            *slot = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for MemStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        assert!(!self.shut.get(), "write after shutdown");
-        if self.room == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let before = self.written.len();
-        for buf in bufs {
-            let n = buf.len().min(self.room);
-            self.written.extend_from_slice(&buf[..n]);
-            self.room -= n;
-        }
-        self.writes += 1;
-        Ok(self.written.len() - before)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Stream for MemStream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shut.set(true);
-        Ok(())
-    }
-}
 
 /// A transport that ignores wake-ups (the test drives the drain itself).
 pub(super) struct NoWake;
