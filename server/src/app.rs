@@ -15,6 +15,7 @@
 //! the signed `channel_data` into the roster [`Member`].
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -65,6 +66,36 @@ fn authorize(key: &str, secret: &str, req: &AuthRequest) -> AuthResult {
     }
 }
 
+/// One app's cumulative message counts (`Relaxed` atomics: statistics,
+/// each read on its own). The node-wide counters are in `metrics.rs`;
+/// these split them per app for the dashboard's charts.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    /// Messages received from the app's clients.
+    pub(crate) messages_in: AtomicU64,
+    /// Frames fanned out to the app's subscribers (one per recipient).
+    pub(crate) messages_out: AtomicU64,
+    /// Events published to the app's channels (HTTP API, client events).
+    pub(crate) published: AtomicU64,
+    /// Frames dropped for the app's clients that are gone (live clients'
+    /// drops are read from the clients).
+    pub(crate) dropped_closed: AtomicU64,
+}
+
+impl Traffic {
+    /// Adds `n` to `counter`.
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        // Relaxed: a statistic.
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The value of `counter`.
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        // Relaxed: a statistic.
+        counter.load(Ordering::Relaxed)
+    }
+}
+
 /// One app: configuration, Hub, connections.
 pub struct App {
     config: AppConfig,
@@ -82,6 +113,8 @@ pub struct App {
     cluster: Option<Arc<ClusterRoster>>,
     /// Where fan-outs are recorded.
     metrics: Arc<Metrics>,
+    /// This app's own message counts, for the dashboard's per-app rates.
+    traffic: Traffic,
     /// The last event of each cache channel (`cache/`).
     cache: ChannelCache,
     /// This app's webhook targets and the door to the node's delivery.
@@ -147,6 +180,7 @@ impl App {
             users: DashMap::new(),
             cluster,
             metrics,
+            traffic: Traffic::default(),
             cache,
             feed,
         }
@@ -156,6 +190,11 @@ impl App {
     pub(crate) fn with_cache(mut self, limits: CacheLimits, metrics: Arc<CacheMetrics>) -> Self {
         self.cache = ChannelCache::new(&self.config.id, limits, metrics);
         self
+    }
+
+    /// This app's message counts.
+    pub(crate) fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// The last events of the app's cache channels.
@@ -284,6 +323,7 @@ impl App {
             return;
         }
         self.metrics.fanout(recipients, start.elapsed());
+        Traffic::add(&self.traffic.messages_out, recipients as u64);
     }
 }
 
@@ -377,6 +417,7 @@ impl Apps {
         app.feed()
             .connection_closed(conn.socket_id(), client.close_reason());
         metrics.dropped_frames_closed.inc_by(client.drops());
+        Traffic::add(&app.traffic.dropped_closed, client.drops());
         let reason = match client.close_reason() {
             Some((code::PONG_TIMEOUT, _)) => "pong_timeout".to_owned(),
             Some((code::UNAUTHORIZED, _)) => "terminated".to_owned(),

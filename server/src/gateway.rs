@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use realtime::Client;
 
-use crate::app::{App, Apps};
+use crate::app::{App, Apps, Traffic};
 use crate::bus::Publisher;
 use crate::channel::{self, ChannelKind};
 use crate::config::Settings;
@@ -247,6 +247,7 @@ impl Gateway {
         let app = self.apps.of(client)?;
         let conn = app.connection(client)?;
         conn.touch(self.clock.ms(now));
+        Traffic::add(&app.traffic().messages_in, 1);
         Some((app, conn))
     }
 

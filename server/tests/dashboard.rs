@@ -166,6 +166,8 @@ fn the_overview_and_channels_count_clients_and_never_carry_secrets() {
     assert_eq!(app["id"], APP_ID);
     assert_eq!(app["connections"], 2);
     assert_eq!(app["presence_users"], 1);
+    // Each app carries its own rate history (empty after one sample).
+    assert_eq!(app["rates"], json!([]));
     let c = get_json(&g, "/dashboard/api/channels", "app=1&prefix=room-", &cookie);
     assert_eq!(
         c["channels"],

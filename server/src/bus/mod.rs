@@ -34,7 +34,7 @@ use std::sync::Arc;
 use broadcasting::{Broadcaster, BroadcasterExt, Event, Subscription};
 use realtime::Frame;
 
-use crate::app::App;
+use crate::app::{App, Traffic};
 pub use crate::error::BusError;
 use crate::metrics::Metrics;
 
@@ -150,6 +150,7 @@ impl Publisher {
         except: Option<&str>,
     ) {
         self.metrics.events_published.inc();
+        Traffic::add(&app.traffic().published, 1);
         // Cluster mode: a cache channel's event is also shared through
         // Redis (`cache/`); every node's local copy follows `deliver`.
         app.cache().published(channel, &frame);

@@ -15,7 +15,7 @@
 //! | `GET /dashboard/app.js`, `/dashboard/app.css` | the assets |
 //! | `POST /dashboard/login` | form field `token`; 302 to `/dashboard` with the session cookie, or 401 (429 when limited) |
 //! | `POST /dashboard/logout` | ends the session |
-//! | `GET /dashboard/api/overview` | per-app counts, node-wide counters, rate history (`stats.rs`) |
+//! | `GET /dashboard/api/overview` | per-app counts and rate history, node-wide counters and rate history (`stats.rs`) |
 //! | `GET /dashboard/api/channels?app=&prefix=` | occupied channels with subscription and user counts |
 //! | `GET /dashboard/api/members?app=&channel=` | a presence channel's members |
 //! | `GET /dashboard/api/feed?app=&cursor=` | the debug feed from a cursor (`feed.rs`) |

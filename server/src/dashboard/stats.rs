@@ -1,6 +1,7 @@
-//! The overview's numbers: per-app values read from the Hubs, node-wide
-//! counters read from the same text `/metrics` serves, and a short history
-//! of rates for the charts.
+//! The overview's numbers: per-app values read from the Hubs and from each
+//! app's own message counters (`App::traffic`), node-wide counters read
+//! from the same text `/metrics` serves, and a short history of rates, per
+//! app and for the node, for the charts.
 //!
 //! Reading the rendered metrics (rather than the `Metrics` fields) keeps
 //! the dashboard a reader of whatever the node exposes: counters other
@@ -10,9 +11,11 @@
 //!
 //! # History
 //!
-//! A ring of at most [`HISTORY`] samples of the cumulative counters, one
-//! taken per overview request at most every [`STEP`]; the rates are the
-//! differences between neighbours over their time apart. Nothing samples
+//! A ring of at most [`HISTORY`] samples of the cumulative counters (the
+//! node's and each app's), one taken per overview request at most every
+//! [`STEP`]; the rates are the differences between neighbours over their
+//! time apart. An app's "messages out" are the frames fanned out to its
+//! subscribers; the node's are the frames the transport wrote. Nothing samples
 //! while no dashboard polls, so the charts show the last five minutes
 //! that a dashboard was open.
 
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::app::{App, Apps};
+use crate::app::{App, Apps, Traffic};
 
 /// Samples kept: five minutes at one a second.
 pub const HISTORY: usize = 301;
@@ -125,44 +128,93 @@ fn totals(lines: &[Line]) -> Totals {
     }
 }
 
+/// An app's cumulative counts: its own counters (`App::traffic`) plus the
+/// drops of its live clients.
+fn app_totals(app: &App, live_drops: u64) -> Totals {
+    let t = app.traffic();
+    let get = |c| Traffic::get(c) as f64;
+    Totals {
+        messages_in: get(&t.messages_in),
+        messages_out: get(&t.messages_out),
+        published: get(&t.published),
+        dropped: get(&t.dropped_closed) + live_drops as f64,
+    }
+}
+
+/// One sample: when, and the node's and each app's totals.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    unix_ms: u64,
+    node: Totals,
+    apps: BTreeMap<String, Totals>,
+}
+
+/// Rates between neighbouring samples, oldest first, as
+/// `[unix_ms, in/s, out/s, published/s, dropped/s]`.
+type Rates = Vec<[f64; 5]>;
+
 /// The rate history; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct History {
-    samples: Mutex<VecDeque<(Instant, u64, Totals)>>,
+    samples: Mutex<VecDeque<Sample>>,
 }
 
 impl History {
     /// Adds a sample taken at `now` (`unix_ms`) unless the last one is
-    /// younger than [`STEP`]; returns the rates between neighbours,
-    /// oldest first, as `[unix_ms, in/s, out/s, published/s, dropped/s]`.
-    fn sample(&self, now: Instant, unix_ms: u64, t: Totals) -> Vec<[f64; 5]> {
+    /// younger than [`STEP`]; returns the node's rates and each app's.
+    fn sample(
+        &self,
+        now: Instant,
+        unix_ms: u64,
+        node: Totals,
+        apps: BTreeMap<String, Totals>,
+    ) -> (Rates, BTreeMap<String, Rates>) {
         let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let due = s
             .back()
-            .is_none_or(|(at, _, _)| now.saturating_duration_since(*at) >= STEP);
+            .is_none_or(|last| now.saturating_duration_since(last.at) >= STEP);
         if due {
             if s.len() == HISTORY {
                 s.pop_front();
             }
-            s.push_back((now, unix_ms, t));
+            s.push_back(Sample {
+                at: now,
+                unix_ms,
+                node,
+                apps,
+            });
         }
-        s.iter()
-            .zip(s.iter().skip(1))
-            .map(|((a_at, _, a), (b_at, b_ms, b))| {
-                let dt = b_at
-                    .saturating_duration_since(*a_at)
-                    .as_secs_f64()
-                    .max(1e-3);
-                let rate = |x: f64, y: f64| ((y - x) / dt).max(0.0);
-                [
-                    *b_ms as f64,
-                    rate(a.messages_in, b.messages_in),
-                    rate(a.messages_out, b.messages_out),
-                    rate(a.published, b.published),
-                    rate(a.dropped, b.dropped),
-                ]
+        let rates_of = |pick: &dyn Fn(&Sample) -> Option<Totals>| -> Rates {
+            s.iter()
+                .zip(s.iter().skip(1))
+                .filter_map(|(a, b)| {
+                    let (x, y) = (pick(a)?, pick(b)?);
+                    let dt = b.at.saturating_duration_since(a.at).as_secs_f64().max(1e-3);
+                    let rate = |p: f64, q: f64| ((q - p) / dt).max(0.0);
+                    Some([
+                        b.unix_ms as f64,
+                        rate(x.messages_in, y.messages_in),
+                        rate(x.messages_out, y.messages_out),
+                        rate(x.published, y.published),
+                        rate(x.dropped, y.dropped),
+                    ])
+                })
+                .collect()
+        };
+        let node_rates = rates_of(&|x: &Sample| Some(x.node));
+        let ids: Vec<String> = s
+            .back()
+            .map(|l| l.apps.keys().cloned().collect())
+            .unwrap_or_default();
+        let per_app = ids
+            .into_iter()
+            .map(|id| {
+                let r = rates_of(&|x: &Sample| x.apps.get(&id).copied());
+                (id, r)
             })
-            .collect()
+            .collect();
+        (node_rates, per_app)
     }
 }
 
@@ -174,14 +226,14 @@ pub(crate) fn user_count(app: &App, name: &str) -> usize {
     }
 }
 
-fn app_overview(app: &App) -> Value {
+fn app_overview(app: &App, rates: Option<&Rates>) -> Value {
     let channels = app.hub().channels();
     let presence_users: usize = channels
         .iter()
         .filter(|(n, _)| n.starts_with("presence-"))
         .map(|(n, _)| user_count(app, n))
         .sum();
-    let drops: u64 = app.connections().iter().map(|c| c.client().drops()).sum();
+    let drops = live_drops(app);
     let cluster = app.cluster_roster().map(|r| {
         let nodes: BTreeMap<String, usize> = r
             .nodes()
@@ -200,7 +252,13 @@ fn app_overview(app: &App) -> Value {
         "presence_users": presence_users,
         "drops": drops,
         "cluster": cluster,
+        "rates": rates.cloned().unwrap_or_default(),
     })
+}
+
+/// Frames dropped for `app`'s live clients.
+fn live_drops(app: &App) -> u64 {
+    app.connections().iter().map(|c| c.client().drops()).sum()
 }
 
 /// The overview document: see `GET /dashboard/api/overview` in the
@@ -215,10 +273,19 @@ pub(crate) fn overview(
 ) -> Value {
     let lines = parse_metrics(metrics_text);
     let t = totals(&lines);
-    let rates = history.sample(now, unix_ms, t);
+    let per_app = apps
+        .all()
+        .iter()
+        .map(|a| (a.id().to_owned(), app_totals(a, live_drops(a))))
+        .collect();
+    let (rates, app_rates) = history.sample(now, unix_ms, t, per_app);
     json!({
         "node": node,
-        "apps": apps.all().iter().map(|a| app_overview(a)).collect::<Vec<_>>(),
+        "apps": apps
+            .all()
+            .iter()
+            .map(|a| app_overview(a, app_rates.get(a.id())))
+            .collect::<Vec<_>>(),
         "totals": {
             "messages_in": t.messages_in,
             "messages_out": t.messages_out,
@@ -263,6 +330,26 @@ mod tests {
     }
 
     #[test]
+    fn an_apps_totals_are_its_own_counters_plus_its_live_drops() {
+        use crate::config::{AppConfig, ClientLimits};
+        let app = App::new(AppConfig::dev(), ClientLimits::default());
+        let t = app.traffic();
+        Traffic::add(&t.messages_in, 3);
+        Traffic::add(&t.messages_out, 30);
+        Traffic::add(&t.published, 2);
+        Traffic::add(&t.dropped_closed, 4);
+        assert_eq!(
+            app_totals(&app, 5),
+            Totals {
+                messages_in: 3.0,
+                messages_out: 30.0,
+                published: 2.0,
+                dropped: 9.0,
+            }
+        );
+    }
+
+    #[test]
     fn history_keeps_one_sample_per_step_and_reports_rates() {
         let h = History::default();
         let t0 = Instant::now();
@@ -272,13 +359,22 @@ mod tests {
             published: 0.0,
             dropped: 0.0,
         };
-        assert!(h.sample(t0, 0, at(0.0)).is_empty());
+        let apps =
+            |a: f64, b: f64| BTreeMap::from([("1".to_owned(), at(a)), ("2".to_owned(), at(b))]);
+        assert!(h.sample(t0, 0, at(0.0), apps(0.0, 0.0)).0.is_empty());
         // Too soon: not sampled.
-        assert!(h.sample(t0 + STEP / 2, 1, at(100.0)).is_empty());
-        let rates = h.sample(t0 + Duration::from_secs(2), 2000, at(10.0));
+        assert!(h
+            .sample(t0 + STEP / 2, 1, at(100.0), apps(9.0, 9.0))
+            .0
+            .is_empty());
+        let (rates, per_app) =
+            h.sample(t0 + Duration::from_secs(2), 2000, at(10.0), apps(8.0, 2.0));
         assert_eq!(rates, vec![[2000.0, 5.0, 10.0, 0.0, 0.0]]);
+        // Each app's rates come from its own totals.
+        assert_eq!(per_app["1"], vec![[2000.0, 4.0, 8.0, 0.0, 0.0]]);
+        assert_eq!(per_app["2"], vec![[2000.0, 1.0, 2.0, 0.0, 0.0]]);
         for i in 0..(HISTORY as u64 + 10) {
-            h.sample(t0 + Duration::from_secs(3 + i), 0, at(10.0));
+            h.sample(t0 + Duration::from_secs(3 + i), 0, at(10.0), apps(8.0, 2.0));
         }
         assert_eq!(h.samples.lock().unwrap().len(), HISTORY);
     }

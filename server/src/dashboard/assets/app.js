@@ -80,7 +80,9 @@
     $('v-presence').textContent = String(a.presence_users);
     $('v-drops').textContent = String(a.drops);
     const now = Date.now();
-    document.querySelectorAll('.chart').forEach((fig) => drawChart(fig, o.rates, Number(fig.dataset.series), now));
+    // The selected app's own rates (the node's when an app has none yet).
+    const rates = a.rates && a.rates.length ? a.rates : o.rates;
+    document.querySelectorAll('.chart').forEach((fig) => drawChart(fig, rates, Number(fig.dataset.series), now));
     fillTable($('t-disconnects'), Object.entries(o.disconnects));
     fillTable($('t-http'), Object.entries(o.http));
     const hooks = Object.entries(o.webhooks);
