@@ -29,7 +29,6 @@ use crate::handler::Handler;
 use crate::limits::Global;
 use crate::slots::Slots;
 use crate::stats::Stats;
-use crate::timer::Wheel;
 use crate::wake::LoopShared;
 
 /// A running WebSocket server: N event loops serving one [`Handler`].
@@ -114,17 +113,13 @@ impl Server {
                 peers: Arc::clone(&peers),
                 next_peer: 0,
                 conns: Slots::new(),
-                ctx: LoopCtx {
-                    handler: Arc::clone(&handler),
-                    global: Arc::clone(&global),
-                    shared: Arc::clone(&peers[index]),
-                    wheel: Wheel::new(config.tick(), now),
-                    read_buf: vec![0; READ_BUF].into_boxed_slice(),
-                    batch: Default::default(),
-                    again: Vec::new(),
+                ctx: LoopCtx::new(
+                    Arc::clone(&handler),
+                    Arc::clone(&global),
+                    Arc::clone(&peers[index]),
+                    config.tick(),
                     now,
-                    stopping: false,
-                },
+                ),
                 stop_deadline: None,
                 accept_retry: None,
             };
@@ -226,9 +221,6 @@ impl std::fmt::Debug for Server {
             .finish()
     }
 }
-
-/// The loop's shared read buffer.
-const READ_BUF: usize = 8 * 1024;
 
 /// One listener per loop (`ReusePort`) or one for loop 0.
 fn bind_listeners(config: &Config, loops: usize) -> io::Result<Vec<TcpListener>> {

@@ -4,7 +4,6 @@
 //! iteration, shutdown, drop), serving an echo application on a Hub of its
 //! own. Nothing outlives a call. Hidden from the docs; not an API.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +18,6 @@ use crate::config::Config;
 use crate::handler::{Handler, Upgrade};
 use crate::http::{HttpResponse, Request};
 use crate::limits::Global;
-use crate::timer::Wheel;
 use crate::wake::LoopShared;
 
 /// Steps (reads and the work after them) of one input at most.
@@ -92,17 +90,13 @@ pub fn fuzz_connection(data: &[u8]) -> (usize, usize) {
     };
     let now = Instant::now();
     let app = Arc::new(Echo::default());
-    let mut ctx = LoopCtx {
-        handler: Arc::clone(&app) as Arc<dyn Handler>,
-        wheel: Wheel::new(config.tick(), now),
-        global: Arc::new(Global::new(config)),
-        shared: Arc::new(LoopShared::new(waker)),
-        read_buf: vec![0; 8 * 1024].into_boxed_slice(),
-        batch: VecDeque::new(),
-        again: Vec::new(),
+    let mut ctx = LoopCtx::new(
+        Arc::clone(&app) as Arc<dyn Handler>,
+        Arc::new(Global::new(config.clone())),
+        Arc::new(LoopShared::new(waker)),
+        config.tick(),
         now,
-        stopping: false,
-    };
+    );
     let peer = ([127, 0, 0, 1], 4000).into();
     let mut conn = Connection::new(Token(0), MemStream::with_room(room), peer, &ctx);
     conn.start(&mut ctx);

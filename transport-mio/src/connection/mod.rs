@@ -102,7 +102,33 @@ pub(crate) struct LoopCtx {
     pub(crate) stopping: bool,
 }
 
+/// Bytes of a loop's one read buffer, shared by its connections.
+pub(crate) const READ_BUF: usize = 8 * 1024;
+
 impl LoopCtx {
+    /// A loop's context at `now`: its handler, the server-wide limits, the
+    /// loop's wake-up queue and counters, a timer wheel ticking every
+    /// `tick`, and one read buffer.
+    pub(crate) fn new(
+        handler: Arc<dyn Handler>,
+        global: Arc<Global>,
+        shared: Arc<LoopShared>,
+        tick: std::time::Duration,
+        now: Instant,
+    ) -> Self {
+        Self {
+            handler,
+            global,
+            shared,
+            wheel: Wheel::new(tick, now),
+            read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            batch: VecDeque::new(),
+            again: Vec::new(),
+            now,
+            stopping: false,
+        }
+    }
+
     fn counters(&self) -> &Counters {
         &self.shared.counters
     }

@@ -3,7 +3,6 @@
 //! one connection with the loop context it needs, serving a small echo
 //! application.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,7 +16,6 @@ use crate::config::Config;
 use crate::handler::{Handler, Upgrade};
 use crate::http::{HttpResponse, Request};
 use crate::limits::Global;
-use crate::timer::Wheel;
 use crate::wake::LoopShared;
 
 /// A transport that ignores wake-ups (the test drives the drain itself).
@@ -92,17 +90,13 @@ impl Rig {
             opened: Mutex::new(Vec::new()),
             closed: Mutex::new(0),
         });
-        let mut ctx = LoopCtx {
-            handler: Arc::clone(&app) as Arc<dyn Handler>,
-            wheel: Wheel::new(config.tick(), now),
-            global: Arc::new(Global::new(config)),
-            shared: Arc::new(LoopShared::new(waker)),
-            read_buf: vec![0; 8 * 1024].into_boxed_slice(),
-            batch: VecDeque::new(),
-            again: Vec::new(),
+        let mut ctx = LoopCtx::new(
+            Arc::clone(&app) as Arc<dyn Handler>,
+            Arc::new(Global::new(config.clone())),
+            Arc::new(LoopShared::new(waker)),
+            config.tick(),
             now,
-            stopping: false,
-        };
+        );
         let peer = "127.0.0.1:4000".parse().unwrap();
         let mut conn = Connection::new(Token(0), MemStream::with_room(usize::MAX), peer, &ctx);
         conn.start(&mut ctx);
