@@ -18,9 +18,10 @@
 //! farthest slot and re-checked then. The loop's `poll` timeout is the time
 //! to the next tick, so an idle loop wakes at most 1/tick times a second.
 //!
-//! Memory: a fired slot gives back capacity beyond [`KEEP`] entries, so the
-//! wheel holds about its live entries plus `SLOTS × KEEP × 16 B` (256 KiB),
-//! not `SLOTS ×` the largest group of connections sharing a tick.
+//! Memory: a fired slot that had grown past [`KEEP`] entries gives its
+//! capacity back, so the wheel holds about its live entries plus at most
+//! `SLOTS × KEEP × 16 B` (256 KiB), not `SLOTS ×` the largest group of
+//! connections sharing a tick.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,8 @@ use mio::Token;
 /// Slots in the wheel (its span is `SLOTS × tick`).
 pub(crate) const SLOTS: u64 = 1024;
 
-/// Entries of capacity a fired slot may keep (see [`Wheel::expire`]).
+/// Capacity, in entries, a fired slot may keep for its next visit; a slot
+/// that had grown past it starts again from nothing (see [`Wheel::expire`]).
 const KEEP: usize = 16;
 
 pub(crate) struct Wheel {
@@ -99,7 +101,7 @@ impl Wheel {
             // share a deadline (connections opened in one burst keep
             // sharing one): SLOTS times that group, for ever (issue 18).
             if slot.capacity() > KEEP && slot.len() <= slot.capacity() / 4 {
-                slot.shrink_to(slot.len().max(KEEP));
+                slot.shrink_to(slot.len());
             }
         }
     }
@@ -163,8 +165,9 @@ mod tests {
                 w.schedule(token, at);
             }
         }
-        // The live group (its slot at most doubles) plus a little per slot.
-        let bound = 2 * group + SLOTS as usize * KEEP;
+        // The live group's slot (at most doubled); every slot the group
+        // left has given its capacity back.
+        let bound = 2 * group;
         assert!(
             capacity(&w) <= bound,
             "{} entries of capacity for {group} live entries (bound {bound})",
