@@ -17,6 +17,11 @@
 //! `Config::tick()` (1–100 ms); a deadline beyond the span is parked in the
 //! farthest slot and re-checked then. The loop's `poll` timeout is the time
 //! to the next tick, so an idle loop wakes at most 1/tick times a second.
+//!
+//! Memory: a fired slot that had grown past [`KEEP`] entries gives its
+//! capacity back, so the wheel holds about its live entries plus at most
+//! `SLOTS × KEEP × 16 B` (256 KiB), not `SLOTS ×` the largest group of
+//! connections sharing a tick.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,10 @@ use mio::Token;
 
 /// Slots in the wheel (its span is `SLOTS × tick`).
 pub(crate) const SLOTS: u64 = 1024;
+
+/// Capacity, in entries, a fired slot may keep for its next visit; a slot
+/// that had grown past it starts again from nothing (see [`Wheel::expire`]).
+const KEEP: usize = 16;
 
 pub(crate) struct Wheel {
     slots: Vec<Vec<(Token, u64)>>,
@@ -86,6 +95,14 @@ impl Wheel {
                 }
             });
             self.len -= out.len() - before;
+            // A slot fires once per span and most of it leaves; keeping the
+            // capacity of its fullest visit would, over time, give every
+            // slot the capacity of the largest group of connections that
+            // share a deadline (connections opened in one burst keep
+            // sharing one): SLOTS times that group, for ever (issue 18).
+            if slot.capacity() > KEEP && slot.len() <= slot.capacity() / 4 {
+                slot.shrink_to(slot.len());
+            }
         }
     }
 
@@ -115,6 +132,47 @@ mod tests {
         w.expire(t0 + Duration::from_millis(30), &mut out);
         assert_eq!(out, vec![(Token(7), tick)]);
         assert_eq!(w.timeout(t0), None);
+    }
+
+    /// Total slot capacity, in entries.
+    fn capacity(w: &Wheel) -> usize {
+        w.slots.iter().map(Vec::capacity).sum()
+    }
+
+    /// Issue 18: connections that connected in one burst stay together (one
+    /// slot), and each ping cycle moves the group to another slot. A slot's
+    /// `Vec` kept its capacity when it fired, so after the group had visited
+    /// every slot the wheel held `SLOTS × group` entries of capacity (16 B
+    /// each): RSS grew one step per ping interval until it had.
+    #[test]
+    fn fired_slots_give_back_their_capacity() {
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(100);
+        let mut w = Wheel::new(tick, t0);
+        let group = 1000;
+        let mut at = t0 + Duration::from_secs(30);
+        for i in 0..group {
+            w.schedule(Token(i), at);
+        }
+        let mut out = Vec::new();
+        // 2,000 ping cycles of 30.1 s: the group moves 301 slots each time.
+        let cycle = Duration::from_millis(30_100);
+        for _ in 0..2000 {
+            w.expire(at, &mut out);
+            assert_eq!(out.len(), group);
+            at += cycle;
+            for (token, _) in out.drain(..) {
+                w.schedule(token, at);
+            }
+        }
+        // The live group's slot (at most doubled); every slot the group
+        // left has given its capacity back.
+        let bound = 2 * group;
+        assert!(
+            capacity(&w) <= bound,
+            "{} entries of capacity for {group} live entries (bound {bound})",
+            capacity(&w)
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub(crate) fn client_loop(
     let mut conns: Vec<Option<Conn>> = Vec::with_capacity(count);
     for i in 0..count {
         let n = first + i;
-        let src = Ipv4Addr::new(127, 0, 0, 1 + (n % args.source_ips.max(1) as usize) as u8);
+        let src = source_addr(n, args.source_ips);
         match connect_from(src, target) {
             Ok(mut sock) => {
                 if poll

@@ -1,7 +1,7 @@
 //! `loadgen`: a loopback load generator for Pusher-compatible servers.
 //!
-//! It opens C WebSocket connections (spread over source addresses
-//! 127.0.0.1..=127.0.0.N so more than ~28k ports are available), subscribes
+//! It opens C WebSocket connections (spread over N source addresses from
+//! 127.0.0.1 up through 127.0.0.0/8, so no address runs out of ports), subscribes
 //! each to one of K channels (`bench-0` … `bench-{K-1}`), then publishes
 //! through the signed HTTP API (`batch_events`) at a fixed rate or saturated,
 //! and measures what arrives:
@@ -87,21 +87,37 @@ struct Args {
     /// Client event-loop threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Spread client sockets over 127.0.0.1..=127.0.0.N.
-    #[arg(long, default_value_t = 1)]
-    source_ips: u8,
+    /// Spread client sockets over N source addresses counted up from
+    /// 127.0.0.1 through 127.0.0.0/8 (127.0.0.255, then 127.0.1.0, ...;
+    /// at most 16,777,214), so no address runs out of ports.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_SOURCE_IPS))]
+    source_ips: u32,
     /// The server's pid, for CPU and RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Connect and subscribe only, then report RSS per connection.
     #[arg(long)]
     idle: bool,
+    /// With --idle: keep the connections open this many seconds after the
+    /// RSS reading (pings answered), e.g. to watch the server's RSS.
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
     /// Control mode: measure against a built-in raw TCP server.
     #[arg(long)]
     raw_tcp: bool,
     /// Give up connecting after this many seconds.
     #[arg(long, default_value_t = 60)]
     connect_timeout: u64,
+}
+
+/// Source addresses in 127.0.0.0/8 after 127.0.0.0, short of the
+/// broadcast address 127.255.255.255.
+const MAX_SOURCE_IPS: i64 = (1 << 24) - 2;
+
+/// The `n`th connection's source address: 127.0.0.1 + (n mod `spread`).
+fn source_addr(n: usize, spread: u32) -> Ipv4Addr {
+    let k = (n % spread.max(1) as usize) as u32;
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 1)) + k)
 }
 
 fn main() {
@@ -193,6 +209,7 @@ fn run(args: Args) -> Result<(), String> {
     let pub_elapsed;
     if args.idle {
         pub_elapsed = Duration::ZERO;
+        std::thread::sleep(Duration::from_secs(args.hold));
     } else {
         let t0 = Instant::now();
         let counts = if let Some(raw) = &raw {
@@ -344,4 +361,23 @@ fn proc_cpu_s(pid: u32) -> Option<f64> {
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_count_up_through_the_loopback_net_and_wrap() {
+        assert_eq!(source_addr(0, 1), Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(source_addr(5, 1), Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(source_addr(254, 1000), Ipv4Addr::new(127, 0, 0, 255));
+        assert_eq!(source_addr(255, 1000), Ipv4Addr::new(127, 0, 1, 0));
+        assert_eq!(source_addr(1000, 1000), Ipv4Addr::new(127, 0, 0, 1));
+        let last = MAX_SOURCE_IPS as u32;
+        assert_eq!(
+            source_addr(last as usize - 1, last),
+            Ipv4Addr::new(127, 255, 255, 254)
+        );
+    }
 }
