@@ -624,17 +624,21 @@ impl Client {
             return;
         }
         cx.shared.count_reason(reason);
+        let refused = reason == "connect_error"
+            || reason == "connect_timeout"
+            || reason == "handshake_refused";
+        self.node = if refused {
+            // The node may be down: fail over to the next one.
+            (self.node + 1) % cx.nodes.len()
+        } else {
+            // Back to its own node, as a load balancer would send it: the
+            // load on each node stays the same across faults.
+            self.id % cx.nodes.len()
+        };
         let delay = if voluntary {
             cx.rng.u32(0..2_000)
         } else {
             self.failures = (self.failures + 1).min(4);
-            if reason == "connect_error"
-                || reason == "connect_timeout"
-                || reason == "handshake_refused"
-            {
-                // The node may be down: try the next one.
-                self.node = (self.node + 1) % cx.nodes.len();
-            }
             cx.rng.u32(250..1_000) << self.failures.min(3)
         };
         self.connect_at = Some(cx.now + delay);
