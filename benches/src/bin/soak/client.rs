@@ -111,7 +111,7 @@ struct Ctx<'a> {
 /// and stopped readers, spread over the ids.
 pub(crate) fn role_of(args: &Args, id: usize) -> Role {
     let r = (id * 7919 + 17) % 100;
-    if r * 2 < args.unhealthy_pct * 1 {
+    if r * 2 < args.unhealthy_pct {
         Role::Slow
     } else if r < args.unhealthy_pct {
         Role::Stopped

@@ -196,3 +196,98 @@ impl Period {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ledger with one channel and `n` publishes answered at 100 ms.
+    fn published(n: u64) -> Ledger {
+        let l = Ledger::new(1);
+        for _ in 0..n {
+            let s = l.begin(0, 10);
+            l.finish(0, s, 100, true);
+        }
+        l
+    }
+
+    #[test]
+    fn an_event_published_after_the_subscription_and_never_received_is_lost() {
+        let l = Ledger::new(1);
+        let mut p = l.subscribe(0);
+        for _ in 0..3 {
+            let s = l.begin(0, 10);
+            l.finish(0, s, 100, true);
+        }
+        assert!(p.receive(0) && p.receive(2));
+        let s = l.settle(&mut p, 10_000, 5_000, false);
+        assert_eq!((s.lost, s.lost_in_fault), (1, 0));
+    }
+
+    #[test]
+    fn events_published_before_the_subscription_are_not_owed() {
+        let l = published(5);
+        let mut p = l.subscribe(0);
+        assert!(p.receive(3), "an early event is not an error");
+        let s = l.settle(&mut p, 10_000, 5_000, true);
+        assert_eq!(s.lost, 0);
+    }
+
+    #[test]
+    fn a_missing_event_within_the_grace_is_not_yet_lost() {
+        let l = Ledger::new(1);
+        let mut p = l.subscribe(0);
+        let s = l.begin(0, 10);
+        l.finish(0, s, 100, true);
+        assert_eq!(l.settle(&mut p, 1_000, 5_000, false).lost, 0);
+        assert_eq!(l.settle(&mut p, 6_000, 5_000, false).lost, 1);
+    }
+
+    #[test]
+    fn failed_publishes_are_owed_to_nobody() {
+        let l = Ledger::new(1);
+        let mut p = l.subscribe(0);
+        let s = l.begin(0, 10);
+        l.finish(0, s, 100, false);
+        let s = l.settle(&mut p, 60_000, 5_000, false);
+        assert_eq!((s.lost, s.lost_in_fault), (0, 0));
+    }
+
+    #[test]
+    fn a_loss_inside_a_fault_window_is_counted_apart() {
+        let l = Ledger::new(1);
+        let mut p = l.subscribe(0);
+        l.fault_start("kill", 5_000);
+        let s = l.begin(0, 5_500);
+        l.finish(0, s, 5_600, true);
+        l.fault_end("kill", 8_000);
+        let s = l.begin(0, 20_000);
+        l.finish(0, s, 20_100, true);
+        let s = l.settle(&mut p, 60_000, 5_000, false);
+        assert_eq!((s.lost, s.lost_in_fault), (1, 1));
+    }
+
+    #[test]
+    fn a_duplicate_is_refused() {
+        let l = Ledger::new(1);
+        let mut p = l.subscribe(0);
+        let s = l.begin(0, 10);
+        l.finish(0, s, 100, true);
+        assert!(p.receive(0));
+        assert!(!p.receive(0), "twice before settling");
+        l.settle(&mut p, 10_000, 5_000, false);
+        assert!(!p.receive(0), "again after settling");
+    }
+
+    #[test]
+    fn an_ended_period_skips_what_was_answered_inside_the_grace() {
+        let l = Ledger::new(1);
+        let mut p = l.subscribe(0);
+        let s = l.begin(0, 9_000);
+        l.finish(0, s, 9_100, true);
+        let pending = l.begin(0, 9_200);
+        let _ = pending;
+        let s = l.settle(&mut p, 10_000, 5_000, true);
+        assert_eq!(s.lost, 0);
+    }
+}
