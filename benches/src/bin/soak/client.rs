@@ -26,7 +26,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 use serde_json::Value;
 
-use crate::ledger::Period;
+use crate::ledger::{Period, Receipt};
 use crate::wire::{connect_from, field_u64, find, parse_frame, push_masked, sign};
 use crate::{channel_name, Args, Shared};
 
@@ -415,12 +415,20 @@ impl Client {
                 None
             };
             if let Some(p) = period {
-                if !p.receive(seq) {
-                    c.late_or_dup.fetch_add(1, Ordering::Relaxed);
-                    cx.shared.example(format!(
-                        "client {} got ch {ch} seq {seq} again or after it was settled (t={} ms)",
-                        self.id, cx.now
-                    ));
+                match p.receive(seq) {
+                    Receipt::Fine => {}
+                    Receipt::Late { in_fault } => {
+                        let from = if in_fault { &c.lost_in_fault } else { &c.lost };
+                        from.fetch_sub(1, Ordering::Relaxed);
+                        c.late.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Receipt::Duplicate => {
+                        c.duplicates.fetch_add(1, Ordering::Relaxed);
+                        cx.shared.example(format!(
+                            "client {} got channel {ch} number {seq} twice (t={} ms)",
+                            self.id, cx.now
+                        ));
+                    }
                 }
             }
             return;

@@ -13,13 +13,15 @@
 //! `ahead` holds numbers received above it. [`Ledger::settle`] walks `next`
 //! forward over numbers received, failed, or answered more than `grace`
 //! milliseconds ago and never received (lost). A loss whose publish overlaps
-//! a fault window (widened by [`FAULT_PAD_MS`]) is counted apart.
+//! a fault window (widened by [`FAULT_PAD_MS`]) is counted apart. A number
+//! counted lost that arrives later, while the subscription lasts, was late:
+//! its loss is taken back and it is counted late instead.
 //!
 //! Who touches what: the publisher threads append to and complete entries
 //! of a channel under its mutex; the client threads read them under it; the
 //! driver's main thread opens and closes fault windows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 /// `done` of an entry whose request is still in flight.
@@ -65,6 +67,9 @@ pub(crate) struct Period {
     first: u64,
     next: u64,
     ahead: BTreeSet<u64>,
+    /// Numbers counted lost (and whether inside a fault window), so that a
+    /// late arrival takes its loss back.
+    lost: BTreeMap<u64, bool>,
 }
 
 impl Ledger {
@@ -105,6 +110,7 @@ impl Ledger {
             first: next,
             next,
             ahead: BTreeSet::new(),
+            lost: BTreeMap::new(),
         }
     }
 
@@ -169,11 +175,13 @@ impl Ledger {
                 break;
             }
             if !received && owed {
-                if self.in_fault(e) {
+                let in_fault = self.in_fault(e);
+                if in_fault {
                     out.lost_in_fault += 1;
                 } else {
                     out.lost += 1;
                 }
+                p.lost.insert(seq, in_fault);
             }
             p.next += 1;
         }
@@ -181,15 +189,36 @@ impl Ledger {
     }
 }
 
+/// What one received number was to its period.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Receipt {
+    /// Owed and now accounted for, or published before the subscription.
+    Fine,
+    /// Counted lost earlier (inside a fault window or not): it was late,
+    /// not lost; the loss is taken back.
+    Late { in_fault: bool },
+    /// Received already.
+    Duplicate,
+}
+
 impl Period {
-    /// Records number `seq` received; false if it was owed to nobody: a
-    /// duplicate, or a number already settled (lost, then late).
-    pub(crate) fn receive(&mut self, seq: u64) -> bool {
+    /// Records number `seq` received.
+    pub(crate) fn receive(&mut self, seq: u64) -> Receipt {
         if seq < self.first {
             // Published before the subscription: not owed, not wrong.
-            return true;
+            return Receipt::Fine;
         }
-        seq >= self.next && self.ahead.insert(seq)
+        if seq < self.next {
+            return match self.lost.remove(&seq) {
+                Some(in_fault) => Receipt::Late { in_fault },
+                None => Receipt::Duplicate,
+            };
+        }
+        if self.ahead.insert(seq) {
+            Receipt::Fine
+        } else {
+            Receipt::Duplicate
+        }
     }
 }
 
@@ -219,7 +248,7 @@ mod tests {
             let s = l.begin(0, 10);
             l.finish(0, s, 100, true);
         }
-        assert!(p.receive(0) && p.receive(2));
+        assert_eq!((p.receive(0), p.receive(2)), (Receipt::Fine, Receipt::Fine));
         let s = l.settle(&mut p, 10_000, 5_000, false);
         assert_eq!((s.lost, s.lost_in_fault), (1, 0));
     }
@@ -228,7 +257,11 @@ mod tests {
     fn events_published_before_the_subscription_are_not_owed() {
         let l = published(5);
         let mut p = l.subscribe(0);
-        assert!(p.receive(3), "an early event is not an error");
+        assert_eq!(
+            p.receive(3),
+            Receipt::Fine,
+            "an early event is not an error"
+        );
         let s = l.settle(&mut p, 10_000, 5_000, true);
         assert_eq!(s.lost, 0);
     }
@@ -273,10 +306,21 @@ mod tests {
         let mut p = l.subscribe(0);
         let s = l.begin(0, 10);
         l.finish(0, s, 100, true);
-        assert!(p.receive(0));
-        assert!(!p.receive(0), "twice before settling");
+        assert_eq!(p.receive(0), Receipt::Fine);
+        assert_eq!(p.receive(0), Receipt::Duplicate, "twice before settling");
         l.settle(&mut p, 10_000, 5_000, false);
-        assert!(!p.receive(0), "again after settling");
+        assert_eq!(p.receive(0), Receipt::Duplicate, "again after settling");
+    }
+
+    #[test]
+    fn an_event_counted_lost_that_arrives_later_was_late() {
+        let l = Ledger::new(1);
+        let mut p = l.subscribe(0);
+        let s = l.begin(0, 10);
+        l.finish(0, s, 100, true);
+        assert_eq!(l.settle(&mut p, 10_000, 5_000, false).lost, 1);
+        assert_eq!(p.receive(0), Receipt::Late { in_fault: false });
+        assert_eq!(p.receive(0), Receipt::Duplicate);
     }
 
     #[test]

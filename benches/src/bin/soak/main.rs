@@ -147,7 +147,9 @@ pub(crate) struct Counters {
     pub(crate) delivered_healthy: AtomicU64,
     pub(crate) lost: AtomicU64,
     pub(crate) lost_in_fault: AtomicU64,
-    pub(crate) late_or_dup: AtomicU64,
+    /// Counted lost, then arrived (more than the grace after its publish).
+    pub(crate) late: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
     pub(crate) published: AtomicU64,
     pub(crate) publish_failed: AtomicU64,
     pub(crate) publish_skipped: AtomicU64,
@@ -207,7 +209,7 @@ impl Shared {
         if s.lost > 0 {
             self.counters.lost.fetch_add(s.lost, Ordering::Relaxed);
             self.example(format!(
-                "client {client} lost {} event(s) of channel {channel} outside fault windows (t={} ms)",
+                "client {client} missed {} event(s) of channel {channel} outside fault windows (t={} ms; taken back if it arrives later)",
                 s.lost,
                 self.now_ms()
             ));
@@ -385,7 +387,8 @@ fn run(args: Args) -> Result<(), String> {
         "delivered_healthy": c.delivered_healthy.load(Ordering::Relaxed),
         "lost": c.lost.load(Ordering::Relaxed),
         "lost_in_fault": c.lost_in_fault.load(Ordering::Relaxed),
-        "late_or_duplicate": c.late_or_dup.load(Ordering::Relaxed),
+        "late": c.late.load(Ordering::Relaxed),
+        "duplicates": c.duplicates.load(Ordering::Relaxed),
         "client_events_sent": c.client_events_sent.load(Ordering::Relaxed),
         "client_events_received": c.client_events_received.load(Ordering::Relaxed),
         "presence_joins": c.presence_joins.load(Ordering::Relaxed),
@@ -453,13 +456,14 @@ impl Stats {
             "pending_subscriptions": c.pending_subs.load(Ordering::Relaxed),
             "fault": shared.ledger.any_fault_open(),
         });
-        let totals: [(&'static str, &AtomicU64); 13] = [
+        let totals: [(&'static str, &AtomicU64); 14] = [
             ("connects", &c.connects),
             ("delivered", &c.delivered),
             ("delivered_healthy", &c.delivered_healthy),
             ("lost", &c.lost),
             ("lost_in_fault", &c.lost_in_fault),
-            ("late_or_duplicate", &c.late_or_dup),
+            ("late", &c.late),
+            ("duplicates", &c.duplicates),
             ("published", &c.published),
             ("publish_failed", &c.publish_failed),
             ("client_events_sent", &c.client_events_sent),
@@ -471,7 +475,8 @@ impl Stats {
         for (name, a) in totals {
             let now = a.load(Ordering::Relaxed);
             let before = self.last.insert(name, now).unwrap_or(0);
-            out[name] = json!(now - before);
+            // Signed: a loss taken back (it arrived late) makes a delta negative.
+            out[name] = json!(now as i64 - before as i64);
         }
         out["delivered_per_s"] =
             json!((out["delivered"].as_u64().unwrap_or(0) as f64 / dt).round());
