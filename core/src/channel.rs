@@ -188,22 +188,33 @@ impl Slots {
             tracing::error!(index, "channel slot index out of range");
             return;
         };
-        // The spare equals the published chunk; `make_mut` changes it in
-        // place when no broadcast still holds it, and copies it otherwise
-        // (as it copies the published chunk when there is no spare).
-        let spare = spares.get_mut(c).and_then(Option::take);
-        let mut next = match spare {
-            Some(spare) => spare,
-            None => match Option::clone(&cell.load()) {
-                Some(current) => current,
-                None => Arc::new(std::array::from_fn(|_| None)),
-            },
+        // The spare equals the published chunk and no broadcast holds it
+        // (it was taken out of the cell unshared), so it is changed in
+        // place; without a spare, the published chunk is copied (and an
+        // emptied copy is never allocated).
+        let at = index % CHUNK;
+        let (next, members) = match spares.get_mut(c).and_then(Option::take) {
+            Some(mut spare) => {
+                let entries = Arc::make_mut(&mut spare);
+                entries[at] = value;
+                let members = entries.iter().filter(|e| e.is_some()).count();
+                (Some(spare), members)
+            }
+            None => {
+                let mut entries: Chunk = match &*cell.load() {
+                    Some(current) => (**current).clone(),
+                    None => std::array::from_fn(|_| None),
+                };
+                entries[at] = value;
+                let members = entries.iter().filter(|e| e.is_some()).count();
+                ((members > 0).then(|| Arc::new(entries)), members)
+            }
         };
-        let entries = Arc::make_mut(&mut next);
-        let kept = value.clone();
-        entries[index % CHUNK] = value;
-        let members = entries.iter().filter(|e| e.is_some()).count();
-        let old = cell.swap((members > 0).then_some(next));
+        let kept = match &next {
+            Some(chunk) if members >= SPARE_MIN => chunk[at].clone(),
+            _ => None,
+        };
+        let old = cell.swap(next.filter(|_| members > 0));
         if index >= self.len.load(Ordering::Relaxed) {
             // Release: a broadcast that reads the new `len` (Acquire) sees the
             // segment initialised and the chunk stored.
@@ -219,7 +230,7 @@ impl Slots {
         let Some(stale) = Arc::get_mut(&mut old) else {
             return;
         };
-        stale[index % CHUNK] = kept;
+        stale[at] = kept;
         if spares.len() <= c {
             spares.resize_with(c + 1, || None);
         }
