@@ -70,7 +70,7 @@ fn member_parts(member: &Member) -> (String, String) {
 }
 
 impl PresenceEncoder for PusherPresenceEncoder {
-    /// `ids` element, [`PART`], `hash` entry, each escaped for `data`.
+    /// `ids` element, `PART`, `hash` entry, each escaped for `data`.
     fn encode_member(&self, member: &Member, out: &mut String) {
         let (id, entry) = member_parts(member);
         push_escaped(out, &id);
