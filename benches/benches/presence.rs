@@ -9,6 +9,13 @@
 //! Untimed: the newcomer is drained after every iteration, the members
 //! every 16 iterations (two frames each per iteration; outbox 64).
 //!
+//! The split of the Hub's join (issue 16), on the same fixture:
+//! `presence/hub_roster/{mode}/R` is the part of each join spent building
+//! the newcomer's roster frame (timed inside the encoder,
+//! `FillEncoder::roster_timer`), and `presence/hub_fanout/{mode}/R` a
+//! broadcast of a `member_added`-sized frame to the R members, about what
+//! the join's `member_added` fan-out costs (it reaches R + 1).
+//!
 //! Setup fills the roster without encoding it at every join (O(R²)): the
 //! Hub's members join through `fixture::FillEncoder` (stub presence frames
 //! until the fill ends, then the default JSON frames), the baseline's are
@@ -20,12 +27,15 @@
     reason = "bench harness: a failed Hub call is a broken bench and aborts it"
 )]
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, BenchmarkId, Criterion};
-use realtime::{AuthRequest, AuthResult, Client, Hub, Member, PresenceMode};
+use realtime::{
+    AuthRequest, AuthResult, Client, Hub, JsonPresenceEncoder, Member, PresenceEncoder,
+    PresenceMode,
+};
 use realtime_benches::fixture::{attach, drain, drain_one, drops, FillEncoder};
 use realtime_benches::{BaselineHub, ClientB};
 
@@ -56,10 +66,13 @@ struct HubFx {
     members: Vec<Client>,
     x: Client,
     next: u64,
+    /// The encoder's roster timer: switch and nanoseconds.
+    timer: (Arc<AtomicBool>, Arc<AtomicU64>),
 }
 
 fn hub_fx(r: usize, mode: PresenceMode) -> HubFx {
     let (encoder, filling) = FillEncoder::new();
+    let timer = encoder.roster_timer();
     let hub = Hub::builder()
         .outbox(OUTBOX)
         .presence_mode(mode)
@@ -82,7 +95,30 @@ fn hub_fx(r: usize, mode: PresenceMode) -> HubFx {
         members,
         x,
         next: 0,
+        timer,
     }
+}
+
+/// `iters` joins and leaves of new users, as the `hub` bench runs them;
+/// returns the time of the joins.
+fn hub_joins(fx: &mut HubFx, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for i in 0..iters {
+        let user = format!("new-{}", fx.next);
+        fx.next += 1;
+        let t0 = Instant::now();
+        fx.hub
+            .subscribe_with(&fx.x, CHANNEL, user)
+            .expect("presence join");
+        total += t0.elapsed();
+        fx.hub.unsubscribe(&fx.x, CHANNEL).expect("leave");
+        drain_one(&fx.x);
+        if i % DRAIN_EVERY == DRAIN_EVERY - 1 {
+            drain(&fx.members);
+        }
+    }
+    drain(&fx.members);
+    total
 }
 
 struct BaseFx {
@@ -117,18 +153,37 @@ fn presence(c: &mut Criterion) {
                 BenchmarkId::new(format!("hub/{}", mode_name(mode)), r),
                 |b| {
                     let fx = fx.get_or_insert_with(|| hub_fx(r, mode));
+                    b.iter_custom(|iters| hub_joins(fx, iters));
+                },
+            );
+            g.bench_function(
+                BenchmarkId::new(format!("hub_roster/{}", mode_name(mode)), r),
+                |b| {
+                    let fx = fx.get_or_insert_with(|| hub_fx(r, mode));
+                    b.iter_custom(|iters| {
+                        let (on, ns) = fx.timer.clone();
+                        ns.store(0, Ordering::Relaxed);
+                        on.store(true, Ordering::Relaxed);
+                        hub_joins(fx, iters);
+                        on.store(false, Ordering::Relaxed);
+                        Duration::from_nanos(ns.load(Ordering::Relaxed))
+                    });
+                },
+            );
+            g.bench_function(
+                BenchmarkId::new(format!("hub_fanout/{}", mode_name(mode)), r),
+                |b| {
+                    let fx = fx.get_or_insert_with(|| hub_fx(r, mode));
+                    let frame =
+                        JsonPresenceEncoder.member_added(CHANNEL, &Member::new("new-0", INFO));
                     b.iter_custom(|iters| {
                         let mut total = Duration::ZERO;
                         for i in 0..iters {
-                            let user = format!("new-{}", fx.next);
-                            fx.next += 1;
                             let t0 = Instant::now();
                             fx.hub
-                                .subscribe_with(&fx.x, CHANNEL, user)
-                                .expect("presence join");
+                                .broadcast_frame(CHANNEL, frame.clone(), None)
+                                .expect("broadcast");
                             total += t0.elapsed();
-                            fx.hub.unsubscribe(&fx.x, CHANNEL).expect("leave");
-                            drain_one(&fx.x);
                             if i % DRAIN_EVERY == DRAIN_EVERY - 1 {
                                 drain(&fx.members);
                             }

@@ -13,14 +13,15 @@
 //! real wake-up protocol (one `scheduled` flip and one [`Transport::wake`]
 //! per client per batch).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use realtime::{
-    ChannelType, Client, Frame, Hub, JsonPresenceEncoder, Member, PresenceEncoder, Transport,
+    ChannelType, Client, Frame, Hub, JsonPresenceEncoder, Member, PresenceEncoder, RosterView,
+    Transport,
 };
 
 /// A transport whose wake-up and close do nothing: the bench thread drains
@@ -213,10 +214,16 @@ pub fn criterion() -> criterion::Criterion {
 /// set, every presence frame is one shared stub, so that bench setup can
 /// fill a roster of 10k without encoding the roster 10k times (O(R²)).
 /// Once it is cleared, every frame is [`JsonPresenceEncoder`]'s.
+///
+/// While its timer is on ([`FillEncoder::roster_timer`]) it adds the time
+/// spent building each roster frame to a counter, so that a bench can split
+/// a presence join into roster building and the rest.
 #[derive(Debug, Clone)]
 pub struct FillEncoder {
     filling: Arc<AtomicBool>,
     stub: Frame,
+    timing: Arc<AtomicBool>,
+    roster_ns: Arc<AtomicU64>,
 }
 
 impl FillEncoder {
@@ -226,8 +233,16 @@ impl FillEncoder {
         let encoder = Self {
             filling: filling.clone(),
             stub: Frame::from_string("{}"),
+            timing: Arc::new(AtomicBool::new(false)),
+            roster_ns: Arc::new(AtomicU64::new(0)),
         };
         (encoder, filling)
+    }
+
+    /// The switch of the roster timer (off at first) and its counter of
+    /// nanoseconds spent in `roster_frame` while it was on.
+    pub fn roster_timer(&self) -> (Arc<AtomicBool>, Arc<AtomicU64>) {
+        (self.timing.clone(), self.roster_ns.clone())
     }
 
     fn filling(&self) -> bool {
@@ -265,6 +280,28 @@ impl PresenceEncoder for FillEncoder {
 
     fn newcomer_sees_own_join(&self) -> bool {
         JsonPresenceEncoder.newcomer_sees_own_join()
+    }
+
+    /// Always the real encoding, filling or not: each member is encoded
+    /// once, when it joins, so the filled roster holds what a roster
+    /// filled by real joins holds.
+    fn encode_member(&self, member: &Member, out: &mut String) {
+        JsonPresenceEncoder.encode_member(member, out);
+    }
+
+    fn roster_frame(&self, channel: &str, roster: RosterView<'_>, newcomer: &Member) -> Frame {
+        if self.filling() {
+            return self.stub.clone();
+        }
+        // Relaxed: switched by the bench thread, which also reads the sum.
+        if !self.timing.load(Ordering::Relaxed) {
+            return JsonPresenceEncoder.roster_frame(channel, roster, newcomer);
+        }
+        let t0 = Instant::now();
+        let frame = JsonPresenceEncoder.roster_frame(channel, roster, newcomer);
+        let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.roster_ns.fetch_add(ns, Ordering::Relaxed);
+        frame
     }
 
     fn subscribed(&self, channel: &str, channel_type: ChannelType) -> Option<Frame> {

@@ -19,10 +19,27 @@
 //! - **Join / leave** (any thread, under the channel's `state` mutex): a join
 //!   takes a slot index from the free list, or the next index past `len`;
 //!   a leave empties its slot and returns the index to the free list. Either
-//!   copies the one chunk holding the slot (16 pointers) with that entry
-//!   changed and publishes the copy. Nothing else is copied, so joining a
+//!   publishes a new version of the one chunk holding the slot (16
+//!   pointers) with that entry changed: a copy, or the spare (below). Nothing else is copied, so joining a
 //!   channel of 100k members costs the same as joining an empty one
 //!   (allocating a new segment is amortised O(1)).
+//!
+//! # Spare chunks
+//!
+//! Copying a chunk clones up to 16 `Arc`s (a locked increment each, and a
+//! decrement each when the replaced chunk is freed) and allocates; at
+//! ~300 ns a subscribe, that was most of it (issue 16). So the writer keeps,
+//! under `state`, a spare of each chunk that holds at least `SPARE_MIN`
+//! members: a private chunk equal to the published one. A store changes
+//! the spare's one entry in place and swaps it in; the chunk it replaces,
+//! if no broadcast still holds it (`Arc::get_mut` after the swap: arc-swap
+//! has turned readers' debts into counts by then), gets the same change and
+//! becomes the spare. A join or leave then costs two entry writes, no
+//! allocation and no copy; when a broadcast does hold the old chunk it is
+//! left to that broadcast, and the next store copies as before. The spare
+//! holds exactly the members the published chunk holds, so it keeps no
+//! client alive longer; the cost is one chunk (144 bytes) per 16 members of
+//! channels with more than a few members.
 //!
 //! Why chunks of 16: a per-member cell costs every recipient of a fan-out
 //! an arc-swap load and guard drop (a store to a thread-local debt slot
@@ -95,6 +112,19 @@ const BASE: usize = 1 << BASE_SHIFT;
 const SEGMENTS: usize = 28;
 
 pub(crate) type Chunk = [Option<Arc<ClientShared>>; CHUNK];
+/// The writer's spare chunk per chunk index (module doc, "Spare chunks").
+pub(crate) type Spares = Vec<Option<Arc<Chunk>>>;
+/// Members a chunk must hold to keep a spare: copying a chunk costs one
+/// reference-count increment per member (and a decrement when the copy it
+/// replaced is freed), so a chunk of a few members is cheap to copy, and
+/// the many one-member channels keep no second chunk.
+#[cfg(not(loom))]
+const SPARE_MIN: usize = 4;
+/// Under loom every chunk keeps a spare, so that the models, whose channels
+/// have two or three members, explore the spare's reuse and its fallback
+/// when a racing broadcast still holds the replaced chunk.
+#[cfg(loom)]
+const SPARE_MIN: usize = 1;
 type Cell = ArcSwapOption<Chunk>;
 /// A segment's slot: its cells once allocated.
 type Segment = OnceLock<Box<[Cell]>>;
@@ -148,30 +178,70 @@ impl Slots {
         seg.get(off)
     }
 
-    /// Stores `value` at slot `index`: copies its chunk with the one entry
-    /// changed and publishes the copy. Caller holds the channel's state
-    /// mutex, so there is one writer per channel.
-    fn store(&self, index: usize, value: Option<Arc<ClientShared>>) {
-        let Some(cell) = self.cell(index / CHUNK) else {
+    /// Stores `value` at slot `index` and publishes the chunk that holds it.
+    /// Caller holds the channel's state mutex (one writer per channel) and
+    /// passes the writer's spare chunks (module doc, "Spare chunks").
+    fn store(&self, spares: &mut Spares, index: usize, value: Option<Arc<ClientShared>>) {
+        let c = index / CHUNK;
+        let Some(cell) = self.cell(c) else {
             // Unreachable in practice: 2^32 slots per channel.
             tracing::error!(index, "channel slot index out of range");
             return;
         };
-        let mut next: Chunk = match &*cell.load() {
-            Some(current) => (**current).clone(),
-            None => std::array::from_fn(|_| None),
+        // The spare equals the published chunk and no broadcast holds it
+        // (it was taken out of the cell unshared), so it is changed in
+        // place; without a spare, the published chunk is copied (and an
+        // emptied copy is never allocated).
+        let at = index % CHUNK;
+        let (next, members) = match spares.get_mut(c).and_then(Option::take) {
+            Some(mut spare) => {
+                let entries = Arc::make_mut(&mut spare);
+                entries[at] = value;
+                let members = entries.iter().filter(|e| e.is_some()).count();
+                (Some(spare), members)
+            }
+            None => {
+                let mut entries: Chunk = match &*cell.load() {
+                    Some(current) => (**current).clone(),
+                    None => std::array::from_fn(|_| None),
+                };
+                entries[at] = value;
+                let members = entries.iter().filter(|e| e.is_some()).count();
+                ((members > 0).then(|| Arc::new(entries)), members)
+            }
         };
-        next[index % CHUNK] = value;
-        let empty = next.iter().all(Option::is_none);
-        cell.store((!empty).then(|| Arc::new(next)));
+        let kept = match &next {
+            Some(chunk) if members >= SPARE_MIN => chunk[at].clone(),
+            _ => None,
+        };
+        let old = cell.swap(next.filter(|_| members > 0));
         if index >= self.len.load(Ordering::Relaxed) {
             // Release: a broadcast that reads the new `len` (Acquire) sees the
             // segment initialised and the chunk stored.
             self.len.store(index + 1, Ordering::Release);
         }
+        // The chunk just replaced becomes the spare if no broadcast holds
+        // it any more (`get_mut`: arc-swap has turned every reader's debt
+        // into a count by the time `swap` returns) and the chunk is worth
+        // a spare; it gets the same change, so it equals the new chunk.
+        let Some(mut old) = old.filter(|_| members >= SPARE_MIN) else {
+            return;
+        };
+        let Some(stale) = Arc::get_mut(&mut old) else {
+            return;
+        };
+        stale[at] = kept;
+        if spares.len() <= c {
+            spares.resize_with(c + 1, || None);
+        }
+        if let Some(slot) = spares.get_mut(c) {
+            *slot = Some(old);
+        }
     }
 
-    /// Calls `f` on every current member; lock-free.
+    /// Calls `f` on every current member; lock-free. (The Hub's fan-outs
+    /// walk chunks: `hub/delivery.rs`.)
+    #[cfg(test)]
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<ClientShared>)) {
         self.for_each_chunk(|chunk| {
             for member in chunk.iter().flatten() {
@@ -218,6 +288,8 @@ pub(crate) struct ChannelState {
     pub(crate) dead: bool,
     /// The roster, for presence channels.
     pub(crate) roster: Option<Roster>,
+    /// The spare chunks (module doc).
+    spares: Spares,
 }
 
 impl ChannelState {
@@ -227,14 +299,14 @@ impl ChannelState {
             self.next += 1;
             self.next - 1
         });
-        slots.store(index, Some(client));
+        slots.store(&mut self.spares, index, Some(client));
         self.members += 1;
         index
     }
 
     /// Empties slot `index`.
     pub(crate) fn remove(&mut self, slots: &Slots, index: usize) {
-        slots.store(index, None);
+        slots.store(&mut self.spares, index, None);
         self.free.push(index);
         self.members = self.members.saturating_sub(1);
     }
@@ -263,6 +335,7 @@ impl Channel {
                 members: 0,
                 dead: false,
                 roster: (kind == ChannelType::Presence).then(Roster::default),
+                spares: Vec::new(),
             }),
             count: AtomicUsize::new(0),
         }
@@ -323,6 +396,60 @@ mod tests {
         let mut left = 0;
         ch.slots.for_each(|_| left += 1);
         assert_eq!((left, state.members), (0, 0));
+    }
+
+    /// Joins and leaves through spare chunks, with and without a
+    /// broadcast holding the published chunk, must publish exactly the
+    /// members a plain model holds, and a member that left must not be
+    /// kept alive by a spare.
+    #[test]
+    fn spare_chunks_publish_exactly_the_members_and_keep_no_leaver() {
+        let ch = Channel::new(Arc::from("c"));
+        let clients: Vec<Arc<ClientShared>> = (0..40).map(|_| test_client()).collect();
+        let base: Vec<usize> = clients.iter().map(Arc::strong_count).collect();
+        let mut state = crate::sync::lock(&ch.state);
+        let mut model: Vec<Option<usize>> = vec![None; clients.len()];
+        let check = |model: &[Option<usize>]| {
+            let mut seen: Vec<*const ClientShared> = Vec::new();
+            ch.slots.for_each(|m| seen.push(Arc::as_ptr(m)));
+            let mut want: Vec<*const ClientShared> = model
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| slot.is_some())
+                .map(|(i, _)| Arc::as_ptr(&clients[i]))
+                .collect();
+            seen.sort();
+            want.sort();
+            assert_eq!(seen, want);
+        };
+        // A fixed pseudo-random walk of joins and leaves; every 7th step a
+        // "broadcast" holds chunk 0 across the store, so the store cannot
+        // reuse the chunk it replaced.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % clients.len() as u64) as usize;
+            let held = (step % 7 == 0).then(|| ch.slots.cell(0).map(|c| Option::clone(&c.load())));
+            match model[i] {
+                Some(slot) => {
+                    state.remove(&ch.slots, slot);
+                    model[i] = None;
+                }
+                None => model[i] = Some(state.insert(&ch.slots, clients[i].clone())),
+            }
+            drop(held);
+            check(&model);
+        }
+        for (i, slot) in model.iter_mut().enumerate() {
+            if let Some(at) = slot.take() {
+                state.remove(&ch.slots, at);
+            }
+            assert_eq!(Arc::strong_count(&clients[i]), base[i], "client {i}");
+        }
+        check(&model);
+        assert!(state.spares.iter().all(Option::is_none));
     }
 
     fn test_client() -> Arc<ClientShared> {

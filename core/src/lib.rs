@@ -52,7 +52,7 @@ pub use hub::{
 pub use message::{Frame, IntoPayload, MessageKind, MessageType};
 pub use presence::{
     is_json, push_info, push_json_str, JsonPresenceEncoder, Member, PresenceEncoder, PresenceEvent,
-    PresenceMode,
+    PresenceMode, RosterView,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -175,6 +175,11 @@ impl<T> ArcSwapOption<T> {
         Guard(lock(&self.cell).clone())
     }
 
+    /// Replaces the pointer and returns the one it replaced.
+    pub(crate) fn swap(&self, value: Option<Arc<T>>) -> Option<Arc<T>> {
+        std::mem::replace(&mut *lock(&self.cell), value)
+    }
+
     pub(crate) fn store(&self, value: Option<Arc<T>>) {
         let old = std::mem::replace(&mut *lock(&self.cell), value);
         // Dropped outside the lock, as arc-swap drops the old value after

@@ -3,7 +3,8 @@
 //! table and walks its slots (`channel.rs`).
 
 use super::Hub;
-use crate::client::{Client, Enqueued};
+use crate::channel::Slots;
+use crate::client::{Client, ClientShared, Enqueued};
 use crate::error::{Error, Result};
 use crate::message::{Frame, IntoPayload};
 use crate::sync::Arc;
@@ -75,30 +76,8 @@ impl Hub {
         let Some(ch) = self.0.channels.get(channel).map(|c| Arc::clone(c.value())) else {
             return Ok(());
         };
-        let except = except.map(|c| &c.0);
         let mut shut = Vec::new();
-        ch.slots.for_each_chunk(|chunk| {
-            // Pass 1: a plain load of each member's hot line, no fence
-            // between them, so up to 16 cache misses overlap instead of
-            // waiting on each other behind the locked read-modify-writes
-            // of pass 2.
-            let mut open = [false; 16];
-            for (slot, member) in open.iter_mut().zip(chunk) {
-                *slot = member.as_ref().is_some_and(|m| m.outbox.warm());
-            }
-            // Pass 2: push.
-            for (member, open) in chunk.iter().zip(open) {
-                let Some(member) = member.as_ref().filter(|_| open) else {
-                    continue;
-                };
-                if except.is_some_and(|e| Arc::ptr_eq(e, member)) {
-                    continue;
-                }
-                if member.enqueue(frame.clone(), false) == Enqueued::Shut {
-                    shut.push(Client(member.clone()));
-                }
-            }
-        });
+        fan_out(&ch.slots, &frame, false, except.map(|c| &c.0), &mut shut);
         self.0.cleanup_all(shut);
         Ok(())
     }
@@ -139,4 +118,39 @@ impl Hub {
             other => other,
         }
     }
+}
+
+/// Enqueues `frame` to every member of `slots` but `except`; members shut
+/// by an overflow go to `shut`, for the caller to clean up once it holds no
+/// channel lock. `force`: see `ClientShared::enqueue`. Broadcasts and the
+/// presence frames of joins and leaves share it.
+pub(super) fn fan_out(
+    slots: &Slots,
+    frame: &Frame,
+    force: bool,
+    except: Option<&Arc<ClientShared>>,
+    shut: &mut Vec<Client>,
+) {
+    slots.for_each_chunk(|chunk| {
+        // Pass 1: a plain load of each member's hot line, no fence
+        // between them, so up to 16 cache misses overlap instead of
+        // waiting on each other behind the locked read-modify-writes
+        // of pass 2.
+        let mut open = [false; 16];
+        for (slot, member) in open.iter_mut().zip(chunk) {
+            *slot = member.as_ref().is_some_and(|m| m.outbox.warm());
+        }
+        // Pass 2: push.
+        for (member, open) in chunk.iter().zip(open) {
+            let Some(member) = member.as_ref().filter(|_| open) else {
+                continue;
+            };
+            if except.is_some_and(|e| Arc::ptr_eq(e, member)) {
+                continue;
+            }
+            if member.enqueue(frame.clone(), force) == Enqueued::Shut {
+                shut.push(Client(member.clone()));
+            }
+        }
+    });
 }

@@ -3,6 +3,7 @@
 //! presence hooks, the discarding of an emptied channel, and the clean-up
 //! of closed clients (the protocol is in the parent module's docs).
 
+use super::delivery::fan_out;
 use super::{ChannelEvent, HubInner, CLOSE_GOING_AWAY};
 use crate::channel::{Channel, ChannelState};
 use crate::client::{Client, Enqueued, Sub};
@@ -11,6 +12,7 @@ use crate::mutants;
 use crate::presence::{Member, PresenceEvent, PresenceMode, RosterKey};
 use crate::sync::atomic::Ordering;
 use crate::sync::{lock, Arc};
+use std::collections::hash_map::Entry;
 use std::thread::JoinHandle;
 
 impl HubInner {
@@ -61,10 +63,12 @@ impl HubInner {
                 }
                 return Err(Error::Closed);
             }
-            if subs.contains_key(name) {
+            let held = subs.len();
+            // One hash of the name for the check and the insert.
+            let Entry::Vacant(vacant) = subs.entry(Arc::clone(&ch.name)) else {
                 return Ok(());
-            }
-            if subs.len() >= self.max_subscriptions {
+            };
+            if held >= self.max_subscriptions {
                 drop(subs);
                 self.discard_if_empty(&ch, &mut lock(&ch.state));
                 return Err(Error::TooManySubscriptions(self.max_subscriptions));
@@ -88,16 +92,11 @@ impl HubInner {
                         self.discard_if_empty(&ch, &mut state);
                         return Err(Error::PresenceFull(self.max_presence));
                     }
-                    let roster_frame = {
-                        let roster = state
-                            .roster
-                            .as_ref()
-                            .map(|r| r.members().collect::<Vec<_>>());
-                        self.encoder.subscription_succeeded(
-                            name,
-                            roster.as_deref().unwrap_or(&[]),
-                            member,
-                        )
+                    // Built by copying the members' cached encodings
+                    // (`presence.rs`): nobody is encoded again.
+                    let roster_frame = match state.roster.as_ref() {
+                        Some(r) => self.encoder.roster_frame(name, r.view(), member),
+                        None => self.encoder.subscription_succeeded(name, &[], member),
                     };
                     // Mutant `roster_late` (`crate::mutants`): the newcomer
                     // takes its slot, hence is visible to lock-free
@@ -122,7 +121,7 @@ impl HubInner {
                     let is_new = state
                         .roster
                         .as_mut()
-                        .is_some_and(|r| r.join(key.clone(), member));
+                        .is_some_and(|r| r.join(key.clone(), member, &*self.encoder));
                     ch.count.store(state.members, Ordering::Relaxed);
                     // Mutant `presence_order` (`crate::mutants`): release
                     // the channel lock before the `member_added` fan-out and
@@ -133,26 +132,16 @@ impl HubInner {
                     }
                     if is_new {
                         let frame = self.encoder.member_added(name, member);
-                        let echo = self.encoder.newcomer_sees_own_join();
-                        ch.slots.for_each(|m| {
-                            if !echo && Arc::ptr_eq(m, &client.0) {
-                                return;
-                            }
-                            if m.enqueue(frame.clone(), true) == Enqueued::Shut {
-                                shut.push(Client(m.clone()));
-                            }
-                        });
+                        let except = (!self.encoder.newcomer_sees_own_join()).then_some(&client.0);
+                        fan_out(&ch.slots, &frame, true, except, shut);
                         self.fire(name, true, member, client.id());
                     }
                     presence = Some(Box::new((key, member.clone())));
-                    subs.insert(
-                        Arc::clone(&ch.name),
-                        Sub {
-                            channel: Arc::clone(&ch),
-                            slot,
-                            presence,
-                        },
-                    );
+                    vacant.insert(Sub {
+                        channel: Arc::clone(&ch),
+                        slot,
+                        presence,
+                    });
                     return Ok(());
                 }
                 _ => {
@@ -169,14 +158,11 @@ impl HubInner {
             self.occupancy(&ch.name, state.members, true);
             // Relaxed: a statistic; `state` orders the writers.
             ch.count.store(state.members, Ordering::Relaxed);
-            subs.insert(
-                Arc::clone(&ch.name),
-                Sub {
-                    channel: Arc::clone(&ch),
-                    slot,
-                    presence: presence.take(),
-                },
-            );
+            vacant.insert(Sub {
+                channel: Arc::clone(&ch),
+                slot,
+                presence: presence.take(),
+            });
             return Ok(());
         }
     }
@@ -211,11 +197,7 @@ impl HubInner {
             if let Some(member) = gone {
                 if !self.closed.load(Ordering::SeqCst) {
                     let frame = self.encoder.member_removed(&ch.name, &member);
-                    ch.slots.for_each(|m| {
-                        if m.enqueue(frame.clone(), true) == Enqueued::Shut {
-                            shut.push(Client(m.clone()));
-                        }
-                    });
+                    fan_out(&ch.slots, &frame, true, None, shut);
                 }
                 self.fire(&ch.name, false, &member, client.id());
             }
