@@ -54,6 +54,28 @@ fn events_are_published_with_double_encoded_data_and_answer_empty_object() {
 }
 
 #[test]
+fn a_single_node_publish_has_fanned_out_when_the_api_answers() {
+    // `Node::new` is the binary's single node: it delivers on the
+    // publishing thread (issue 16 item 1), so the fan-out is done, and
+    // counted, before the request is answered; through a bus thread it
+    // would race the answer.
+    let g = gateway();
+    let a = connect(&g);
+    let b = connect(&g);
+    subscribe_public(&g, &a, "solo");
+    subscribe_public(&g, &b, "solo");
+    for n in 1..=20 {
+        let body = json!({"name":"e","channel":"solo","data":"d"}).to_string();
+        api_json(&g, "POST", "/apps/1/events", &[], &body);
+        assert_eq!(metric_of(&g, "realtime_fanout_recipients_count "), n);
+    }
+    for _ in 0..20 {
+        assert_eq!(a.recv()["event"], "e");
+        assert_eq!(b.recv()["event"], "e");
+    }
+}
+
+#[test]
 fn socket_id_excludes_that_connection() {
     let g = gateway();
     let a = connect(&g);
