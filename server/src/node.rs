@@ -10,13 +10,13 @@
 //!
 //! # Buses
 //!
-//! [`Node::new`] publishes through an in-process `broadcasting::Memory`
-//! driver, exactly as the server binary does without `--redis`: an app's
-//! fan-outs run on its subscription thread, in publish order.
-//! [`Node::with_driver`] takes any driver (the server passes Redis in
-//! cluster mode; tests pass one Memory driver to several nodes).
-//! [`Node::with_bus`] takes any [`Bus`], e.g. [`crate::LocalBus`] to
-//! deliver on the publishing thread.
+//! [`Node::new`] delivers on the publishing thread ([`crate::LocalBus`]),
+//! exactly as the server binary does without `--redis`: a publish is fanned
+//! out to this node's subscribers before it returns (see `bus/` for the
+//! order this keeps). [`Node::with_driver`] takes a `broadcasting` driver
+//! (the server passes Redis in cluster mode; tests pass one Memory driver
+//! to several nodes): an app's fan-outs then run on its subscription
+//! thread, in publish order. [`Node::with_bus`] takes any [`Bus`].
 
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +24,7 @@ use broadcasting::Broadcaster;
 
 use crate::activity::Activity;
 use crate::app::Apps;
-use crate::bus::{self, Attached, BroadcastBus, Bus, Publisher, BUS_BUFFER};
+use crate::bus::{self, Attached, BroadcastBus, Bus, Publisher};
 use crate::config::Settings;
 use crate::connection::Clock;
 use crate::dashboard::Dashboard;
@@ -49,14 +49,19 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node for `settings` over an in-process Memory bus.
+    /// A node for `settings` delivering on the publishing thread
+    /// ([`crate::LocalBus`]), as the server binary does without `--redis`.
     ///
     /// # Errors
     ///
-    /// A subscription thread could not be started.
+    /// None with the local bus; the `Result` stays so that a node over a
+    /// driver can be swapped in without touching callers.
     pub fn new(settings: &Settings) -> Result<Self, Error> {
-        let driver = broadcasting::Memory::builder().buffer(BUS_BUFFER).build();
-        Self::with_driver(settings, random_node_id(), Arc::new(driver))
+        Ok(Self::with_bus(
+            settings,
+            random_node_id(),
+            Arc::new(bus::LocalBus),
+        ))
     }
 
     /// A node with this id publishing through `driver`, each app

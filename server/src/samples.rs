@@ -28,6 +28,7 @@ pub(crate) fn transport(s: &Stats) -> Vec<Sample> {
         ("realtime_transport_http_body_bytes", "Request-body bytes held right now against max_http_buffer.", Kind::Gauge, s.http_body_bytes),
         ("realtime_transport_refused_before_body", "HTTP requests answered from their head (bad signature, unknown app) without reading the body.", Kind::Counter, s.refused_before_body),
         ("realtime_transport_local_wakes", "Replies written in the loop turn that produced them (no cross-thread wake-up).", Kind::Counter, s.local_wakes),
+        ("realtime_transport_loop_wakeups", "Event-loop wake-ups from another thread (eventfd writes).", Kind::Counter, s.loop_wakeups),
         ("realtime_transport_slow_consumer_disconnects", "Connections closed with 1008 (slow consumer).", Kind::Counter, s.closes_with(1008)),
     ]
 }

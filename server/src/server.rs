@@ -7,7 +7,7 @@ use std::time::Duration;
 use realtime_mio::{Config, Server};
 
 use crate::activity::Sweeper;
-use crate::bus::BUS_BUFFER;
+use crate::bus::{LocalBus, BUS_BUFFER};
 use crate::cache;
 use crate::cluster::Cluster;
 use crate::config::{Compression, Settings};
@@ -81,8 +81,10 @@ pub fn transport_config(settings: &Settings) -> Config {
 pub fn start(settings: &Settings) -> Result<Running, Error> {
     let id = random_node_id();
     let Some(url) = &settings.redis else {
-        let driver = broadcasting::Memory::builder().buffer(BUS_BUFFER).build();
-        let node = Node::with_driver(settings, id, Arc::new(driver))?;
+        // One node: publishes fan out on the publishing thread (the event
+        // loop that read the request), with no hop through a bus thread
+        // (issue 16 item 1; the order this keeps is in `bus/`).
+        let node = Node::with_bus(settings, id, Arc::new(LocalBus));
         return start_node(node, settings, None, None);
     };
     let refused = |e: &dyn std::fmt::Display| Error::Redis {

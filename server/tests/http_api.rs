@@ -54,6 +54,58 @@ fn events_are_published_with_double_encoded_data_and_answer_empty_object() {
 }
 
 #[test]
+fn a_single_node_publish_fans_out_on_the_publishing_thread() {
+    // `Node::new` is the binary's single node: it delivers on the
+    // publishing thread (issue 16 item 1), so the subscriber's transport is
+    // woken by the thread that called the HTTP API, before it answers;
+    // through a bus thread the wake would come from that thread.
+    use realtime_server::UpgradeDecision;
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
+
+    struct Wakes(Mutex<Vec<ThreadId>>);
+    impl realtime::Transport for Wakes {
+        fn wake(&self) {
+            self.0.lock().unwrap().push(std::thread::current().id());
+        }
+        fn closed(&self) {}
+    }
+
+    let g = gateway();
+    let UpgradeDecision::Accept(app) = g.gateway().upgrade(&format!("/app/{KEY}"), Some("7"))
+    else {
+        panic!("upgrade refused");
+    };
+    let wakes = std::sync::Arc::new(Wakes(Mutex::new(Vec::new())));
+    let client = app
+        .hub()
+        .attach(wakes.clone(), UpgradeDecision::auth(&app))
+        .unwrap();
+    g.gateway().open(&client).unwrap();
+    let sub = json!({"event":"pusher:subscribe","data":{"channel":"solo"}});
+    g.gateway()
+        .handle_message(&client, sub.to_string().as_bytes());
+    assert_eq!(client.subscription_count(), 1);
+    // Drain what the subscribe queued, as a transport would.
+    loop {
+        while client.pop_frame().is_some() {}
+        if !client.finish_drain() {
+            break;
+        }
+    }
+    wakes.0.lock().unwrap().clear();
+
+    let body = json!({"name":"e","channel":"solo","data":"d"}).to_string();
+    api_json(&g, "POST", "/apps/1/events", &[], &body);
+    assert_eq!(
+        *wakes.0.lock().unwrap(),
+        vec![std::thread::current().id()],
+        "one wake, from the publishing thread, before the API answered"
+    );
+    assert_eq!(client.pending(), 1);
+}
+
+#[test]
 fn socket_id_excludes_that_connection() {
     let g = gateway();
     let a = connect(&g);

@@ -3,8 +3,9 @@
 //!
 //! # One iteration
 //!
-//! 1. `poll` with a timeout: zero if work was deferred, else the time to the
-//!    next timer tick (or the shutdown deadline).
+//! 1. Kick the other loops this one queued work for (`wake.rs`), then
+//!    `poll` with a timeout: zero if work was deferred, else the time to
+//!    the next timer tick (or the shutdown deadline).
 //! 2. Socket events: the listener accepts until `WouldBlock`; a connection
 //!    is written (if it had pending bytes) then read, until `WouldBlock`
 //!    (mio is edge-triggered) or its turn ends (16 reads, 4 write batches),
@@ -67,6 +68,8 @@ impl EventLoop {
         let mut due = Vec::new();
         crate::wake::enter_loop(&self.ctx.shared);
         loop {
+            // Never block with another loop's kick held back (`wake.rs`).
+            crate::wake::flush_deferred();
             let now = Instant::now();
             let mut timeout = self.ctx.wheel.timeout(now);
             if !self.ctx.again.is_empty() || crate::wake::take_local_wake() {
@@ -133,6 +136,7 @@ impl EventLoop {
         for token in self.conns.tokens() {
             self.remove(token);
         }
+        crate::wake::flush_deferred();
         tracing::debug!(loop_index = self.index, "event loop stopped");
     }
 

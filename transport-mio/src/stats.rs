@@ -48,6 +48,7 @@ pub(crate) struct Counters {
     pub(crate) writes: AtomicU64,
     pub(crate) pings_sent: AtomicU64,
     pub(crate) local_wakes: AtomicU64,
+    pub(crate) loop_wakeups: AtomicU64,
     pub(crate) silent_timeouts: AtomicU64,
     pub(crate) rejected_per_ip: AtomicU64,
     pub(crate) body_budget_refusals: AtomicU64,
@@ -110,6 +111,9 @@ pub struct Stats {
     /// Wake-ups of a loop by its own thread (replies written in the turn
     /// that produced them, with no eventfd write).
     pub local_wakes: u64,
+    /// Wake-ups of a loop by another thread (eventfd writes: at most one
+    /// per batch of work handed to a loop).
+    pub loop_wakeups: u64,
     /// Sockets dropped because they sent nothing within `silent_timeout`.
     pub silent_timeouts: u64,
     /// Sockets refused (429) over `max_connections_per_ip`.
@@ -174,6 +178,7 @@ impl Stats {
         self.writes += get(&c.writes);
         self.pings_sent += get(&c.pings_sent);
         self.local_wakes += get(&c.local_wakes);
+        self.loop_wakeups += get(&c.loop_wakeups);
         self.silent_timeouts += get(&c.silent_timeouts);
         self.rejected_per_ip += get(&c.rejected_per_ip);
         self.body_budget_refusals += get(&c.body_budget_refusals);

@@ -53,7 +53,25 @@
 //! written in the same loop turn that produced it, with no syscall and no
 //! cross-thread hand-off.
 
-use std::cell::Cell;
+//! # Wake-ups from another loop's thread: one kick per handler call
+//!
+//! A publish handled on loop A fans out on A's thread (the server's single
+//! node delivers on the publishing thread), waking clients of loop B one
+//! by one. Kicking B at the first of them can wake it in the middle of the
+//! fan-out: B clears `armed`, serves the first tokens, and the next token
+//! kicks it again (an eventfd write and a wake-up per early-served
+//! client). So on a loop thread a wake for another loop pushes the token
+//! at once but only records that loop (the thread-local `DEFERRED`); the
+//! kicks go out, one per loop, when the handler call that produced them
+//! returns (`connection::guarded`, before the transport's own syscalls
+//! such as the HTTP response), and in any case before this loop next
+//! blocks in `poll` ([`flush_deferred`] in the event loop), so no kick is
+//! ever held across a wait; a large fan-out kicks every
+//! [`DEFER_AT_MOST`] tokens, so the other loop starts writing while this
+//! one goes on. A wake from a thread that runs no loop (a
+//! cluster's bus thread, the activity sweeper) kicks at once, as before.
+
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -69,6 +87,9 @@ thread_local! {
     static CURRENT_LOOP: Cell<*const LoopShared> = const { Cell::new(std::ptr::null()) };
     /// A token was queued from this thread since the loop last looked.
     static LOCAL_WAKE: Cell<bool> = const { Cell::new(false) };
+    /// Other loops this loop thread queued tokens for and has not kicked
+    /// yet (module docs); at most one entry per loop.
+    static DEFERRED: RefCell<Vec<(Arc<LoopShared>, u32)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Marks the calling thread as the one running `shared`'s loop.
@@ -80,6 +101,28 @@ pub(crate) fn enter_loop(shared: &Arc<LoopShared>) {
 /// call (the loop must not block in `poll` then).
 pub(crate) fn take_local_wake() -> bool {
     LOCAL_WAKE.with(|w| w.replace(false))
+}
+
+/// Tokens a loop thread queues for another loop before it kicks it anyway:
+/// a large fan-out lets the other loop start writing while this one goes
+/// on (one eventfd write per this many clients at most), a small one
+/// costs one kick.
+const DEFER_AT_MOST: u32 = 64;
+
+/// Kicks every loop this thread deferred a wake-up for (module docs).
+/// Cheap when there is none: one thread-local borrow.
+pub(crate) fn flush_deferred() {
+    let pending = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut *d))
+        }
+    });
+    for (shared, _) in pending.into_iter().flatten() {
+        shared.kick();
+    }
 }
 
 /// What other threads share with one event loop.
@@ -109,14 +152,39 @@ impl LoopShared {
         }
     }
 
-    /// Queues `token` and wakes the loop unless a wake-up is pending, or
-    /// unless the caller is the loop's own thread (module docs).
-    pub(crate) fn notify(&self, token: Token) {
+    /// Queues `token` and wakes the loop unless a wake-up is pending;
+    /// from the loop's own thread nothing more, from another loop's thread
+    /// the wake-up is deferred to the end of the handler call (module
+    /// docs).
+    pub(crate) fn notify(self: &Arc<Self>, token: Token) {
         self.queue.push(token);
-        if CURRENT_LOOP.with(|c| std::ptr::eq(c.get(), self)) {
+        let current = CURRENT_LOOP.with(Cell::get);
+        if std::ptr::eq(current, Arc::as_ptr(self)) {
             Counters::add(&self.counters.local_wakes, 1);
             LOCAL_WAKE.with(|w| w.set(true));
             return;
+        }
+        if !current.is_null() {
+            let held = DEFERRED.with(|d| {
+                let mut d = d.borrow_mut();
+                match d.iter().position(|(s, _)| Arc::ptr_eq(s, self)) {
+                    None => {
+                        d.push((Arc::clone(self), 1));
+                        true
+                    }
+                    Some(i) if d[i].1 + 1 < DEFER_AT_MOST => {
+                        d[i].1 += 1;
+                        true
+                    }
+                    Some(i) => {
+                        d.swap_remove(i);
+                        false
+                    }
+                }
+            });
+            if held {
+                return;
+            }
         }
         self.kick();
     }
@@ -142,6 +210,7 @@ impl LoopShared {
         // AcqRel: publishes the push above to the loop's clearing swap
         // (release), and orders this RMW in `armed`'s modification order.
         if !self.armed.swap(true, Ordering::AcqRel) {
+            Counters::add(&self.counters.loop_wakeups, 1);
             self.wake_now();
         }
     }
@@ -184,5 +253,117 @@ impl Transport for ConnTransport {
 
     fn closed(&self) {
         self.shared.notify(self.token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use mio::{Events, Poll};
+    use std::time::Duration;
+
+    const WAKER: Token = Token(usize::MAX);
+
+    /// A loop's shared part with its own `Poll`, to see its eventfd.
+    fn a_loop() -> (Poll, Arc<LoopShared>) {
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), WAKER).unwrap();
+        (poll, Arc::new(LoopShared::new(waker)))
+    }
+
+    /// Whether the loop's eventfd was written (a zero-timeout poll).
+    fn woken(poll: &mut Poll) -> bool {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        events.iter().any(|e| e.token() == WAKER)
+    }
+
+    fn wakeups(shared: &LoopShared) -> u64 {
+        shared.counters.loop_wakeups.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on a fresh thread that acts as `shared`'s loop, so the
+    /// thread-locals of the test thread stay clean.
+    fn as_loop(shared: &Arc<LoopShared>, f: impl FnOnce() + Send) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                enter_loop(shared);
+                f();
+            });
+        });
+    }
+
+    #[test]
+    fn a_wake_from_a_thread_without_a_loop_kicks_at_once() {
+        let (mut poll, b) = a_loop();
+        b.notify(Token(1));
+        b.notify(Token(2));
+        assert_eq!(wakeups(&b), 1, "one eventfd write while armed");
+        assert!(woken(&mut poll));
+        b.disarm();
+        assert_eq!(
+            (b.pop(), b.pop(), b.pop()),
+            (Some(Token(1)), Some(Token(2)), None)
+        );
+    }
+
+    #[test]
+    fn wakes_for_another_loop_are_one_kick_when_the_handler_returns() {
+        let (_poll_a, a) = a_loop();
+        let (mut poll_b, b) = a_loop();
+        as_loop(&a, || {
+            for t in 0..10 {
+                b.notify(Token(t));
+            }
+            assert_eq!(wakeups(&b), 0, "no kick in the middle of a fan-out");
+            assert!(!woken(&mut poll_b));
+            flush_deferred();
+            assert_eq!(wakeups(&b), 1);
+            flush_deferred();
+            assert_eq!(wakeups(&b), 1, "a flush with nothing deferred kicks nobody");
+        });
+        assert!(woken(&mut poll_b));
+        b.disarm();
+        let mut served = 0;
+        while b.pop().is_some() {
+            served += 1;
+        }
+        assert_eq!(served, 10);
+    }
+
+    #[test]
+    fn a_large_fan_out_kicks_the_other_loop_before_it_ends() {
+        let (_poll_a, a) = a_loop();
+        let (mut poll_b, b) = a_loop();
+        as_loop(&a, || {
+            for t in 0..DEFER_AT_MOST - 1 {
+                b.notify(Token(t as usize));
+            }
+            assert_eq!(wakeups(&b), 0);
+            b.notify(Token(1000));
+            assert_eq!(wakeups(&b), 1, "kicked at DEFER_AT_MOST tokens");
+            assert!(woken(&mut poll_b));
+            b.disarm();
+            b.notify(Token(1001));
+            assert_eq!(wakeups(&b), 1, "the next token is deferred again");
+            flush_deferred();
+            assert_eq!(wakeups(&b), 2);
+        });
+    }
+
+    #[test]
+    fn wakes_for_the_loop_itself_never_kick() {
+        let (mut poll_a, a) = a_loop();
+        as_loop(&a, || {
+            a.notify(Token(7));
+            assert!(take_local_wake());
+            flush_deferred();
+        });
+        assert_eq!(wakeups(&a), 0);
+        assert_eq!(a.counters.local_wakes.load(Ordering::Relaxed), 1);
+        assert!(!woken(&mut poll_a));
+        assert_eq!(a.pop(), Some(Token(7)));
     }
 }

@@ -6,7 +6,12 @@
 //! [`Bus`]:
 //!
 //! - [`LocalBus`] delivers to this node's Hub at once, on the caller's
-//!   thread (an embedder without a cluster, socket-free tests);
+//!   thread: the server binary without `--redis` (one node), embedders,
+//!   socket-free tests. A publish from an event loop (an HTTP API request,
+//!   a client event) fans out on that loop before it returns, so a
+//!   recipient owned by the same loop is written in the same loop turn and
+//!   the others cost one wake of their loop: no bus thread in between
+//!   (issue 16 item 1: that hop was a futex wake-up per publish).
 //! - [`BroadcastBus`] packs the frame and the socket id to exclude into an
 //!   envelope (`envelope.rs`) and publishes it through a `broadcasting`
 //!   driver as `{app_id}/{channel}`. Each app holds one prefix
@@ -14,15 +19,28 @@
 //!   [`deliver`]: the frame is wrapped in one shared [`realtime::Frame`]
 //!   and fanned out by the app's Hub, skipping the excluded socket if it
 //!   lives on this node. With the `Memory` driver that is one process; the
-//!   Redis driver carries the same events across nodes with no change here.
-//!   A frame is encoded once by its publisher, on whatever node, and never
-//!   re-encoded.
+//!   Redis driver carries the same events across nodes with no change here
+//!   (cluster mode, where cluster presence changes use the same driver
+//!   under their own prefix, `envelope::PRESENCE_PREFIX`, handled in
+//!   `cluster/`).
 //!
-//! Each app's subscription has one thread, so an app's fan-outs run one at a
-//! time on it, in publish order: per-channel order is kept across publishers
-//! of one node, and the HTTP handler returns as soon as the bus has the
-//! event. Cluster presence changes use the same driver under their own
-//! prefix (`envelope::PRESENCE_PREFIX`, handled in `cluster/`).
+//! A frame is encoded once by its publisher, on whatever node, and never
+//! re-encoded.
+//!
+//! # Order
+//!
+//! Both buses keep **per-publisher FIFO**: the events of one publisher (one
+//! HTTP request's batch, the requests of one keep-alive connection, the
+//! client events of one WebSocket) reach every subscriber in publish order,
+//! since one publisher's calls run one after the other on one thread (R17).
+//! More precisely, with [`LocalBus`] a publish has reached every local
+//! outbox when it returns, so two publishes that do not overlap in time
+//! (one returned, e.g. its HTTP 200 was sent, before the other started)
+//! arrive in that order, whoever made them. Two publishes to one channel
+//! that do overlap (two connections served by two loops at once) may reach
+//! different subscribers in different orders; with [`BroadcastBus`] they
+//! cannot, because each app's subscription thread runs its fan-outs one at
+//! a time, which is the single-node hop this ordering used to cost.
 
 mod envelope;
 

@@ -134,9 +134,12 @@ impl LoopCtx {
     }
 }
 
-/// Runs user code; a panic becomes `None` (and a log line).
+/// Runs user code; a panic becomes `None` (and a log line). Wake-ups of
+/// other loops that the call produced go out when it returns (`wake.rs`).
 fn guarded<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    crate::wake::flush_deferred();
+    match outcome {
         Ok(r) => Some(r),
         Err(_) => {
             tracing::error!(handler = what, "handler panicked");
