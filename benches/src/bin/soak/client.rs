@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::ledger::{Period, Receipt};
 use crate::wire::{connect_from, field_u64, find, parse_frame, push_masked, sign};
-use crate::{channel_name, Args, Shared};
+use crate::{channel_name, Args, Counters, Shared};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Role {
@@ -258,6 +258,23 @@ pub(crate) fn client_loop(
     }
 }
 
+/// Adds `delta` to the open connections (and the healthy ones).
+fn count_open(c: &Counters, role: Role, delta: i64) {
+    c.open.fetch_add(delta, Ordering::Relaxed);
+    if role == Role::Healthy {
+        c.healthy_open.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+/// Adds `delta` to the subscriptions waiting for a reply (and the healthy
+/// readers' ones).
+fn count_pending(c: &Counters, role: Role, delta: i64) {
+    c.pending_subs.fetch_add(delta, Ordering::Relaxed);
+    if role == Role::Healthy {
+        c.healthy_pending_subs.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
 fn lock_finals(shared: &Shared) -> std::sync::MutexGuard<'_, Vec<Final>> {
     shared
         .finals
@@ -355,7 +372,7 @@ impl Client {
             conn.buf.drain(..end + 4);
             conn.phase = Phase::Open;
             self.failures = 0;
-            cx.shared.counters.open.fetch_add(1, Ordering::Relaxed);
+            count_open(&cx.shared.counters, self.role, 1);
         }
         let mut buf = std::mem::take(&mut conn.buf);
         let mut pos = 0;
@@ -464,14 +481,14 @@ impl Client {
                     "data": {"channel": channel_name(cx.args, self.public)}});
                 self.send(0x1, sub.to_string().as_bytes());
                 self.public_sub = Sub::Pending;
-                c.pending_subs.fetch_add(1, Ordering::Relaxed);
+                count_pending(c, self.role, 1);
                 if self.presence.is_some() && cx.now >= self.rejoin_at {
                     self.join_presence(cx);
                 }
             }
             "pusher_internal:subscription_succeeded" if is_pres => {
                 if self.pres == Sub::Pending {
-                    c.pending_subs.fetch_sub(1, Ordering::Relaxed);
+                    count_pending(c, self.role, -1);
                 }
                 self.pres = Sub::On;
                 c.presence_joins.fetch_add(1, Ordering::Relaxed);
@@ -491,7 +508,7 @@ impl Client {
             }
             "pusher_internal:subscription_succeeded" => {
                 if self.public_sub == Sub::Pending {
-                    c.pending_subs.fetch_sub(1, Ordering::Relaxed);
+                    count_pending(c, self.role, -1);
                 }
                 self.public_sub = Sub::On;
                 if self.role == Role::Healthy {
@@ -515,11 +532,11 @@ impl Client {
                     .count_reason(&format!("subscription_error_{}", data["status"]));
                 if is_pres && self.pres == Sub::Pending {
                     self.pres = Sub::Off;
-                    c.pending_subs.fetch_sub(1, Ordering::Relaxed);
+                    count_pending(c, self.role, -1);
                     self.rejoin_at = cx.now + 10_000;
                 } else if self.public_sub == Sub::Pending {
                     self.public_sub = Sub::Off;
-                    c.pending_subs.fetch_sub(1, Ordering::Relaxed);
+                    count_pending(c, self.role, -1);
                 }
             }
             "pusher:error" => {
@@ -549,10 +566,7 @@ impl Client {
             "channel": channel, "auth": format!("{}:{sig}", cx.args.app_key), "channel_data": data}});
         self.send(0x1, msg.to_string().as_bytes());
         self.pres = Sub::Pending;
-        cx.shared
-            .counters
-            .pending_subs
-            .fetch_add(1, Ordering::Relaxed);
+        count_pending(&cx.shared.counters, self.role, 1);
     }
 
     fn leave_presence(&mut self, cx: &mut Ctx<'_>) {
@@ -616,14 +630,14 @@ impl Client {
         if let Some(mut conn) = self.conn.take() {
             let _ = cx.registry.deregister(&mut conn.sock);
             if conn.phase == Phase::Open {
-                cx.shared.counters.open.fetch_sub(1, Ordering::Relaxed);
+                count_open(&cx.shared.counters, self.role, -1);
             }
         }
         self.end_periods(cx, cx.args.grace_ms);
         let c = &cx.shared.counters;
         for s in [&mut self.public_sub, &mut self.pres] {
             if *s == Sub::Pending {
-                c.pending_subs.fetch_sub(1, Ordering::Relaxed);
+                count_pending(c, self.role, -1);
             }
             *s = Sub::Off;
         }

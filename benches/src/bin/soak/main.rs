@@ -17,7 +17,7 @@
 //! - a control file (`--control`) the script appends lines to:
 //!   `fault-start NAME`, `fault-end NAME` (a window the script opens around a
 //!   kill), `storm` (every client drops at once; the driver holds the window
-//!   open until the clients are back), `stop`.
+//!   open until the healthy readers are back, see [`storm_over`]), `stop`.
 //!
 //! Output on stdout, one JSON object a line: `{"type":"stats",…}` every
 //! `--interval` seconds (the script plots these), then `{"type":"final",…}`
@@ -142,6 +142,10 @@ pub(crate) fn channel_name(args: &Args, i: usize) -> String {
 pub(crate) struct Counters {
     pub(crate) open: AtomicI64,
     pub(crate) pending_subs: AtomicI64,
+    /// `open` and `pending_subs` of healthy readers only: the storm's
+    /// window closes on these (stopped readers answer when they wake).
+    pub(crate) healthy_open: AtomicI64,
+    pub(crate) healthy_pending_subs: AtomicI64,
     pub(crate) connects: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) delivered_healthy: AtomicU64,
@@ -220,6 +224,21 @@ impl Shared {
     }
 }
 
+/// The longest a storm's window stays open.
+const STORM_CAP: Duration = Duration::from_secs(60);
+
+/// Whether a reconnect storm is over, `elapsed` after it was called: the
+/// healthy readers are back (98 % of the `before` that were open when it
+/// was called are open again, at most 1 % of `before` still wait for a
+/// subscription reply) and at least 2 s passed, or [`STORM_CAP`] passed.
+/// Only healthy readers count: a stopped reader reads its subscription
+/// reply only when it wakes, which kept the window open to its cap.
+fn storm_over(elapsed: Duration, before: i64, open: i64, pending: i64) -> bool {
+    let back =
+        elapsed > Duration::from_secs(2) && open * 100 >= before * 98 && pending * 100 <= before;
+    back || elapsed > STORM_CAP
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -290,7 +309,7 @@ fn run(args: Args) -> Result<(), String> {
                 (Some("fault-start"), Some(name)) => shared.ledger.fault_start(name, now),
                 (Some("fault-end"), Some(name)) => shared.ledger.fault_end(name, now),
                 (Some("storm"), _) if storm.is_none() => {
-                    let open = shared.counters.open.load(Ordering::Relaxed);
+                    let open = shared.counters.healthy_open.load(Ordering::Relaxed);
                     shared.ledger.fault_start("storm", now);
                     shared.storm.fetch_add(1, Ordering::SeqCst);
                     storm = Some((Instant::now(), open));
@@ -300,15 +319,10 @@ fn run(args: Args) -> Result<(), String> {
             }
         }
         if let Some((at, before)) = storm {
-            // The storm's window closes once the clients are back (98 % of
-            // those open before it, at most 1 % of them still waiting for a
-            // subscription: stopped readers answer late) or after a minute.
-            let open = shared.counters.open.load(Ordering::Relaxed);
-            let pending = shared.counters.pending_subs.load(Ordering::Relaxed);
-            let back = at.elapsed() > Duration::from_secs(2)
-                && open * 100 >= before * 98
-                && pending * 100 <= before;
-            if back || at.elapsed() > Duration::from_secs(60) {
+            let c = &shared.counters;
+            let open = c.healthy_open.load(Ordering::Relaxed);
+            let pending = c.healthy_pending_subs.load(Ordering::Relaxed);
+            if storm_over(at.elapsed(), before, open, pending) {
                 shared.ledger.fault_end("storm", shared.now_ms());
                 storm = None;
             }
@@ -456,6 +470,8 @@ impl Stats {
             "t_s": (t * 10.0).round() / 10.0,
             "open": c.open.load(Ordering::Relaxed),
             "pending_subscriptions": c.pending_subs.load(Ordering::Relaxed),
+            "healthy_open": c.healthy_open.load(Ordering::Relaxed),
+            "healthy_pending_subscriptions": c.healthy_pending_subs.load(Ordering::Relaxed),
             "fault": shared.ledger.any_fault_open(),
         });
         let totals: [(&'static str, &AtomicU64); 14] = [
@@ -541,5 +557,24 @@ impl Control {
             line.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_storm_ends_when_the_healthy_readers_are_back() {
+        let s = Duration::from_secs;
+        // 9,000 healthy readers were open when the storm was called.
+        assert!(!storm_over(s(1), 9_000, 9_000, 0), "not before 2 s");
+        assert!(!storm_over(s(5), 9_000, 8_000, 0), "too few back");
+        assert!(
+            !storm_over(s(5), 9_000, 9_000, 500),
+            "too many still waiting"
+        );
+        assert!(storm_over(s(5), 9_000, 8_900, 90));
+        assert!(storm_over(s(61), 9_000, 0, 9_000), "the cap");
     }
 }
