@@ -13,7 +13,8 @@
 #                   under test forbid `unsafe`, and the CI smoke run,
 #                   fuzz/run.sh, keeps ASan). Each sanitizer builds into
 #                   fuzz/target/<sanitizer>/, apart from run.sh's build.
-#   SEED_MAX_BYTES  largest new seed kept (default 2048).
+#   SEED_MAX_BYTES  largest new seed kept (default 128: the committed seeds
+#                   stay a few hundred KB).
 #
 # Per target:
 #   1. run on fuzz/corpus/<target>/ (kept between campaigns, not committed;
@@ -99,7 +100,7 @@ campaign() {
       -rss_limit_mb=2048 -timeout=10 $(extra_args "$t") >"$OUT/$t.merge.log" 2>&1 ||
     echo "==> $t: merge failed (fuzz/$OUT/$t.merge.log)" >&2
   ls "seeds/$t" | sort | comm -13 "$OUT/$t.seeds-before" - | while read -r f; do
-    if [ "$(stat -c %s "seeds/$t/$f")" -gt "${SEED_MAX_BYTES:-2048}" ]; then
+    if [ "$(stat -c %s "seeds/$t/$f")" -gt "${SEED_MAX_BYTES:-128}" ]; then
       rm "seeds/$t/$f"
     fi
   done
