@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# A fuzzing campaign (issue 18): every target for a given time, one after
-# the other, then each corpus minimized and what adds coverage merged into
-# the committed seeds.
+# A fuzzing campaign (issue 18): every target for a given time, then each
+# corpus minimized and what adds coverage merged into the committed seeds.
 #
 #   bash fuzz/campaign.sh 600                  # every target, 10 min each
 #   bash fuzz/campaign.sh 180 hub_ops ws_stream
+#   CAMPAIGN_JOBS=2 bash fuzz/campaign.sh 600  # two targets at a time
 #
-# Per target, in this order:
+# Environment:
+#   CAMPAIGN_JOBS   targets fuzzed at the same time (default 1);
+#   FUZZ_SANITIZER  cargo fuzz's `-s` (default `none`: several times the
+#                   executions per second of AddressSanitizer; the crates
+#                   under test forbid `unsafe`, and the CI smoke run,
+#                   fuzz/run.sh, keeps ASan). Each sanitizer builds into
+#                   fuzz/target/<sanitizer>/, apart from run.sh's build.
+#   SEED_MAX_BYTES  largest new seed kept (default 128: the committed seeds
+#                   stay a few hundred KB).
+#
+# Per target:
 #   1. run on fuzz/corpus/<target>/ (kept between campaigns, not committed;
 #      started from seeds/ and regressions/ the first time), niced, with the
 #      limits of run.sh, printing libFuzzer's final stats;
@@ -14,13 +24,13 @@
 #   3. `-merge=1` of the minimized corpus into seeds/<target>/: only inputs
 #      that add features the seeds lack are copied (named by their SHA-1);
 #      the hand-made seeds stay as they are. New seeds over SEED_MAX_BYTES
-#      (default 2048) are dropped again, to keep the committed seeds small
-#      (they stay in the corpus for the next campaign).
+#      are dropped again, to keep the committed seeds small (they stay in
+#      the corpus for the next campaign).
 # Logs and a summary go to fuzz/campaign-out/ (not committed):
 # summary.md has one table row per target (time, executions, exec/s,
-# coverage, features, corpus, new seeds) for the README. Any crash fails
-# the script after the remaining targets have run; the input is under
-# fuzz/artifacts/<target>/.
+# coverage, features, corpus, new seeds) and the total, for the README.
+# Any crash fails the script after the remaining targets have run; the
+# input is under fuzz/artifacts/<target>/.
 #
 # Check `cargo test -p realtime-testkit` afterwards: the new seeds replay
 # there, and keep the seed directories small (a few hundred KB in all).
@@ -31,6 +41,9 @@ SECONDS_PER_TARGET=${1:?usage: campaign.sh SECONDS [TARGET...]}
 shift
 TARGETS=${*:-"hub_ops presence_info channel_name pusher_message http_api ws_stream"}
 export RUSTC_BOOTSTRAP=1
+JOBS=${CAMPAIGN_JOBS:-1}
+SANITIZER=${FUZZ_SANITIZER:-none}
+BUILD=(-s "$SANITIZER" --target-dir "target/$SANITIZER")
 OUT=campaign-out
 mkdir -p "$OUT" corpus
 
@@ -42,61 +55,91 @@ extra_args() {
 }
 
 # The value of `stat::<name>:` in libFuzzer's final stats.
-stat() { sed -n "s/^stat::$2: *//p" "$1" | tail -1; }
+final_stat() { sed -n "s/^stat::$2: *//p" "$1" | tail -1; }
 # A field (cov, ft, corp) of the last status line ("#N DONE cov: X ft: Y ...").
 field() { grep -E '^#[0-9]+' "$1" | tail -1 | sed -n "s/.* $2: \([^ ]*\).*/\1/p"; }
 
-echo "==> building the targets"
-cargo fuzz build
+echo "==> building the targets (sanitizer: $SANITIZER)"
+cargo fuzz build "${BUILD[@]}"
 
-{
-  echo "| target | seconds | executions | exec/s | cov (edges) | ft (features) | corpus after cmin | seeds added |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-} >"$OUT/summary.md"
-
-failed=()
-for t in $TARGETS; do
-  corpus="corpus/$t"
+# Fuzzes, minimizes and merges one target; writes its table row to
+# $OUT/<target>.row, and $OUT/<target>.failed if it crashed.
+campaign() {
+  local t=$1 corpus="corpus/$1" log="$OUT/$1.log"
+  rm -f "$OUT/$t.failed" "$OUT/$t.row"
   mkdir -p "$corpus" "seeds/$t"
   if [ -z "$(ls -A "$corpus")" ]; then
     cp -R "seeds/$t/." "$corpus/"
-    [ -d "regressions/$t" ] && cp -R "regressions/$t/." "$corpus/"
+    if [ -d "regressions/$t" ]; then cp -R "regressions/$t/." "$corpus/"; fi
   fi
-  log="$OUT/$t.log"
   echo "==> fuzz $t for ${SECONDS_PER_TARGET}s (log: fuzz/$log)"
+  local start took
   start=$(date +%s)
   # shellcheck disable=SC2046
-  if ! nice -n 19 cargo fuzz run "$t" "$corpus" -- \
+  if ! nice -n 19 cargo fuzz run "${BUILD[@]}" "$t" "$corpus" -- \
       -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 $(extra_args "$t") >"$log" 2>&1; then
     echo "==> $t: FAILED (input under fuzz/artifacts/$t/; log fuzz/$log)" >&2
-    failed+=("$t")
+    touch "$OUT/$t.failed"
   fi
   took=$(($(date +%s) - start))
-  execs=$(stat "$log" number_of_executed_units)
-  rate=$(stat "$log" average_exec_per_sec)
+  local execs rate cov ft before added
+  execs=$(final_stat "$log" number_of_executed_units)
+  rate=$(final_stat "$log" average_exec_per_sec)
   cov=$(field "$log" cov)
   ft=$(field "$log" ft)
 
   echo "==> minimize fuzz/$corpus"
-  nice -n 19 cargo fuzz cmin "$t" "$corpus" -- $(extra_args "$t") >"$OUT/$t.cmin.log" 2>&1
+  # shellcheck disable=SC2046
+  nice -n 19 cargo fuzz cmin "${BUILD[@]}" "$t" "$corpus" -- $(extra_args "$t") \
+      >"$OUT/$t.cmin.log" 2>&1 || echo "==> $t: cmin failed (fuzz/$OUT/$t.cmin.log)" >&2
   before=$(ls "seeds/$t" | wc -l)
   ls "seeds/$t" | sort >"$OUT/$t.seeds-before"
-  nice -n 19 cargo fuzz run "$t" "seeds/$t" "$corpus" -- -merge=1 \
-      -rss_limit_mb=2048 -timeout=10 $(extra_args "$t") >"$OUT/$t.merge.log" 2>&1
+  # shellcheck disable=SC2046
+  nice -n 19 cargo fuzz run "${BUILD[@]}" "$t" "seeds/$t" "$corpus" -- -merge=1 \
+      -rss_limit_mb=2048 -timeout=10 $(extra_args "$t") >"$OUT/$t.merge.log" 2>&1 ||
+    echo "==> $t: merge failed (fuzz/$OUT/$t.merge.log)" >&2
   ls "seeds/$t" | sort | comm -13 "$OUT/$t.seeds-before" - | while read -r f; do
-    if [ "$(stat -c %s "seeds/$t/$f")" -gt "${SEED_MAX_BYTES:-2048}" ]; then
+    if [ "$(stat -c %s "seeds/$t/$f")" -gt "${SEED_MAX_BYTES:-128}" ]; then
       rm "seeds/$t/$f"
     fi
   done
   added=$(($(ls "seeds/$t" | wc -l) - before))
-  echo "| \`$t\` | $took | ${execs:-?} | ${rate:-?} | ${cov:-?} | ${ft:-?} | $(ls "$corpus" | wc -l) | $added |" >>"$OUT/summary.md"
+  echo "| \`$t\` | $took | ${execs:-?} | ${rate:-?} | ${cov:-?} | ${ft:-?} | $(ls "$corpus" | wc -l) | $added |" >"$OUT/$t.row"
   echo "==> $t: ${execs:-?} executions in ${took}s (${rate:-?}/s), cov ${cov:-?}, ft ${ft:-?}, $added seeds added"
+}
+
+running=0
+for t in $TARGETS; do
+  if [ "$running" -ge "$JOBS" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  campaign "$t" &
+  running=$((running + 1))
 done
+wait
+
+{
+  echo "| target | seconds | executions | exec/s | cov (edges) | ft (features) | corpus after cmin | seeds added |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  total=0
+  for t in $TARGETS; do
+    cat "$OUT/$t.row" 2>/dev/null || echo "| \`$t\` | ? | ? | ? | ? | ? | ? | ? |"
+    n=$(sed -n 's/^| `[a-z_]*` | [0-9]* | \([0-9]*\) |.*/\1/p' "$OUT/$t.row" 2>/dev/null || true)
+    total=$((total + ${n:-0}))
+  done
+  echo
+  echo "$total executions in all (sanitizer: $SANITIZER, $JOBS at a time)."
+} >"$OUT/summary.md"
 
 echo
 cat "$OUT/summary.md"
 du -sh seeds
+failed=()
+for t in $TARGETS; do
+  if [ -e "$OUT/$t.failed" ]; then failed+=("$t"); fi
+done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "campaign: failing targets: ${failed[*]}" >&2
   exit 1

@@ -64,7 +64,7 @@ mod check;
 mod model;
 mod ops;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -143,6 +143,8 @@ struct Run<'a> {
     input: &'a [u8],
     /// Steps whose drain is still to be skipped.
     hold: usize,
+    /// Roster members as normalized JSON, memoized (see [`Run::drain`]).
+    norms: HashMap<Member, String>,
 }
 
 impl Run<'_> {
@@ -222,6 +224,7 @@ pub(crate) fn run(data: &[u8]) {
         log: Vec::new(),
         input: data,
         hold: 0,
+        norms: HashMap::new(),
     };
     let mut r = Bytes8 { data: ops, at: 0 };
     for _ in 0..MAX_OPS {

@@ -78,34 +78,45 @@ impl Run<'_> {
         }
         for (i, c) in m.clients.iter().enumerate() {
             let h = &c.handle;
-            let who = format!("c{i} ({})", h.id());
+            // Formatted only when a check fails: one `format!` per client and
+            // step cost more than the checks themselves.
+            let who = || format!("c{i} ({})", h.id());
             if h.is_closed() != c.closed {
                 self.fail(&format!(
-                    "{who}: is_closed {} but model {}",
+                    "{}: is_closed {} but model {}",
+                    who(),
                     h.is_closed(),
                     c.closed
                 ));
             }
             if c.probe.closes.load(Ordering::SeqCst) != usize::from(c.closed) {
                 self.fail(&format!(
-                    "{who}: Transport::closed called {} times",
+                    "{}: Transport::closed called {} times",
+                    who(),
                     c.probe.closes.load(Ordering::SeqCst)
                 ));
             }
             if c.probe.wakes.load(Ordering::SeqCst) != c.wakes {
                 self.fail(&format!(
-                    "{who}: {} wakes but model {}",
+                    "{}: {} wakes but model {}",
+                    who(),
                     c.probe.wakes.load(Ordering::SeqCst),
                     c.wakes
                 ));
             }
             if h.drops() != c.drops {
-                self.fail(&format!("{who}: drops {} but model {}", h.drops(), c.drops));
+                self.fail(&format!(
+                    "{}: drops {} but model {}",
+                    who(),
+                    h.drops(),
+                    c.drops
+                ));
             }
             let reason = h.close_reason().map(|(code, r)| (code, r.to_owned()));
             if reason != c.reason {
                 self.fail(&format!(
-                    "{who}: close reason {reason:?} but model {:?}",
+                    "{}: close reason {reason:?} but model {:?}",
+                    who(),
                     c.reason
                 ));
             }
@@ -113,15 +124,16 @@ impl Run<'_> {
             subs.sort();
             let want: Vec<String> = c.subs.keys().map(|k| (*k).to_owned()).collect();
             if subs != want {
-                self.fail(&format!("{who}: channels {subs:?} but model {want:?}"));
+                self.fail(&format!("{}: channels {subs:?} but model {want:?}", who()));
             }
             let found = hub.client(h.id());
             if found.as_ref() != (!c.closed).then_some(h) {
-                self.fail(&format!("{who}: hub.client() is {found:?}"));
+                self.fail(&format!("{}: hub.client() is {found:?}", who()));
             }
             if !c.closed && h.pending() != c.queue.len() {
                 self.fail(&format!(
-                    "{who}: {} pending but model {}",
+                    "{}: {} pending but model {}",
+                    who(),
                     h.pending(),
                     c.queue.len()
                 ));
@@ -196,6 +208,29 @@ impl Run<'_> {
             }
         }
         // Every live client's view of each presence roster is the Hub's.
+        // The Hub's rosters are normalized once per drain, each member
+        // once per run (`norms`): normalizing per client and drain was a
+        // third of the oracle's time (issue 18).
+        let mut rosters: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for c in self.model.clients.iter().filter(|c| !c.closed) {
+            for (ch, presence) in &c.subs {
+                if presence.is_some() && !rosters.contains_key(ch) {
+                    let mut hub: Vec<String> = self
+                        .hub
+                        .presence(ch)
+                        .iter()
+                        .map(|m| {
+                            self.norms
+                                .entry(m.clone())
+                                .or_insert_with(|| norm_member(m))
+                                .clone()
+                        })
+                        .collect();
+                    hub.sort();
+                    rosters.insert(ch, hub);
+                }
+            }
+        }
         for (i, c) in self.model.clients.iter().enumerate() {
             if c.closed {
                 continue;
@@ -205,9 +240,8 @@ impl Run<'_> {
                     continue;
                 }
                 let mut view = c.view.get(ch).cloned().unwrap_or_default();
-                let mut hub: Vec<String> = self.hub.presence(ch).iter().map(norm_member).collect();
+                let hub = rosters.get(ch).map_or(&[][..], Vec::as_slice);
                 view.sort();
-                hub.sort();
                 if view != hub {
                     self.fail(&format!(
                         "c{i}'s view of {ch} is {view:?}, the Hub's roster {hub:?}"
