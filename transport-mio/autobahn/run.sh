@@ -19,6 +19,19 @@
 #     case's OK outcome in its report file,
 #   - a case missing from the report, or kosoku not finishing.
 #
+# 7.1.6 without the echo is re-run alone, up to twice, against the same
+# server before it fails the run: the case kills the connection 1 s after
+# sending and the echo is timing-dependent (its own EXPECTATION says so);
+# one CI run of 600+ lost it (the server's 124 KiB first write arrived,
+# then the connection ended after 2 ms; not reproduced in 615 runs of the
+# case, alone or in the full suite, quiet and loaded). A re-run that
+# echoes passes, and the first miss is printed with the server's log of
+# sessions that did not end with the peer's close (RUST_LOG, default
+# realtime_mio=debug, kept in $OUT/server.log) so the cause can be found.
+# kosoku 0.1.0 also aborts at exit (SIGABRT, exit 134) after writing its
+# report, in ~1 run of 7 on a loaded machine: a complete report with exit
+# 134 passes with a warning.
+#
 # kosoku exits 1 when a case fails (UNIMPLEMENTED counts as a failure,
 # NON-STRICT does not), so its exit code alone is not the gate.
 #
@@ -65,6 +78,7 @@ cleanup() {
     for _ in $(seq 1 30); do kill -0 "$srv" 2>/dev/null || break; sleep 0.1; done
     kill -TERM "$srv" 2>/dev/null || true
   fi
+  if [ -f "$work/server.err" ]; then cp "$work/server.err" "$OUT/server.log" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -74,7 +88,7 @@ trap cleanup EXIT
 # --max-secs bounds it even if that fails.
 mkfifo "$work/stdin"
 exec 3<>"$work/stdin"
-"$ECHO_BIN" 127.0.0.1:0 --max-message $((16 * 1024 * 1024)) --max-secs 1800 --compression-threshold "${AUTOBAHN_THRESHOLD:-0}" \
+RUST_LOG=${RUST_LOG:-realtime_mio=debug} "$ECHO_BIN" 127.0.0.1:0 --max-message $((16 * 1024 * 1024)) --max-secs 1800 --compression-threshold "${AUTOBAHN_THRESHOLD:-0}" \
   <"$work/stdin" >"$work/server.out" 2>"$work/server.err" &
 srv=$!
 
@@ -112,12 +126,14 @@ kill -0 "$srv" 2>/dev/null || { cat "$work/server.err" >&2; echo "FATAL: the ech
 
 [ -f "$OUT/index.json" ] || { cat "$work/kosoku.out" >&2; echo "FATAL: no report in $OUT" >&2; exit 1; }
 
-python3 - "$OUT/index.json" "$ALLOWED_NON_STRICT" "${AUTOBAHN_CASES:+partial}" "$kosoku_rc" "$expected" <<'PY'
+set +e
+python3 - "$OUT/index.json" "$ALLOWED_NON_STRICT" "${AUTOBAHN_CASES:+partial}" "$kosoku_rc" "$expected" "$OUT/no-echo.txt" <<'PY'
 import json, os, sys
 from collections import Counter
 
 index_path, allowed, partial, kosoku_rc = sys.argv[1], set(sys.argv[2].split()), sys.argv[3], sys.argv[4]
 expected = int(sys.argv[5])
+no_echo_path = sys.argv[6]
 # INFORMATIONAL cases whose message exchange must still be the OK one.
 MUST_ECHO = {"7.1.6"}
 with open(index_path) as f:
@@ -162,8 +178,19 @@ if no_echo:
     print(f"  INFORMATIONAL without the echo (close processed first): {' '.join(no_echo)}")
 if not partial and len(cases) < expected:
     bad.append(f"only {len(cases)} cases in the report (expected {expected})")
-if kosoku_rc != "0" and not bad:
+complete = partial or len(cases) >= expected
+if kosoku_rc == "134" and complete and not bad:
+    print("WARNING: kosoku aborted at exit (134) after writing a complete report")
+elif kosoku_rc != "0" and not bad:
     bad.append(f"kosoku exited {kosoku_rc} (see its output above)")
+with open(no_echo_path, "w") as f:
+    f.write("".join(f"{c}\n" for c in no_echo))
+if bad and len(bad) == len(no_echo):
+    # Only echo misses: the script re-runs those cases alone.
+    print("FAILED (re-run follows):")
+    for line in bad:
+        print(f"  {line}")
+    sys.exit(3)
 if bad:
     print("FAILED:")
     for line in bad:
@@ -171,3 +198,49 @@ if bad:
     sys.exit(1)
 print("Autobahn: pass (no FAILED case, NON-STRICT only where tungstenite has it)")
 PY
+verdict=$?
+set -e
+[ "$verdict" = 0 ] && exit 0
+[ "$verdict" = 3 ] || exit 1
+
+# Echo misses only: the server's log of sessions that did not end with the
+# peer's close, then each missed case alone, up to twice.
+echo "server log, sessions not ended by the peer's close:"
+grep -E "websocket closed|closing: " "$work/server.err" | grep -v "ending=PeerClose" | tail -20 || true
+for case_id in $(cat "$OUT/no-echo.txt"); do
+  echoed=0
+  for attempt in 1 2; do
+    retry="$OUT/retry-$case_id-$attempt"
+    set +e
+    "$KOSOKU" -m fuzzingclient -o "$retry" -i "$case_id" "$addr" >"$work/retry.out" 2>&1
+    set -e
+    if python3 - "$retry/index.json" "$case_id" <<'PY'
+import json, os, sys
+index_path, case_id = sys.argv[1], sys.argv[2]
+try:
+    with open(index_path) as f:
+        index = json.load(f)
+    case = next(by_case[case_id] for by_case in index.values() if case_id in by_case)
+    with open(os.path.join(os.path.dirname(index_path), case["reportfile"])) as f:
+        detail = json.load(f)
+except (OSError, ValueError, StopIteration) as e:
+    print(f"  {case_id}: no report from the re-run ({e})")
+    sys.exit(1)
+received = [e[1] for e in detail["received"] if e[0] == "message"]
+wanted = [e[1] for e in detail["expected"].get("OK", []) if e[0] == "message"]
+ok = bool(wanted) and all(m in received for m in wanted)
+print(f"  {case_id} re-run: {'echoed' if ok else 'no echo: ' + detail['result']}")
+sys.exit(0 if ok else 1)
+PY
+    then
+      echoed=1
+      break
+    fi
+  done
+  if [ "$echoed" = 0 ]; then
+    echo "Autobahn: FAILED: $case_id without the echo in the run and in 2 re-runs" >&2
+    exit 1
+  fi
+  echo "WARNING: $case_id lost the echo once and echoed when re-run (see the log above)"
+done
+echo "Autobahn: pass after re-runs of $(tr '\n' ' ' <"$OUT/no-echo.txt")"

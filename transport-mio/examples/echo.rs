@@ -17,6 +17,10 @@
 //! - `--compression-threshold`: echoes shorter than this go uncompressed
 //!   when permessage-deflate is negotiated (default 256, the transport's).
 //!
+//! Logs go to stderr, filtered by `RUST_LOG` (default: warnings); the
+//! Autobahn script runs it with `realtime_mio=debug`, which logs how every
+//! session ended, and keeps that log beside the report.
+//!
 //! It also stops, gracefully (close 1001 to every client), at the end of
 //! its standard input; SIGTERM and SIGINT end it the default way.
 
@@ -99,6 +103,14 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let args =
         parse_args().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let config = Config {

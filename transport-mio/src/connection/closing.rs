@@ -120,7 +120,8 @@ impl<S: Stream> Connection<S> {
 
     /// Flushes, shuts the write side, discards input until end of stream.
     pub(super) fn drive_closing(&mut self, ctx: &mut LoopCtx) -> Outcome {
-        if self.flush(ctx).is_err() {
+        if let Err(e) = self.flush(ctx) {
+            tracing::debug!(token = self.token.0, error = %e, "closing: write failed, unsent bytes dropped");
             return Outcome::Done;
         }
         let Phase::Closing(c) = &mut self.phase else {
@@ -139,7 +140,11 @@ impl<S: Stream> Connection<S> {
                 Ok(n) => Counters::add(&ctx.counters().bytes_in, n as u64),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Outcome::Done,
+                Err(e) => {
+                    let unsent = !self.out.is_empty();
+                    tracing::debug!(token = self.token.0, error = %e, unsent, "closing: read failed");
+                    return Outcome::Done;
+                }
             }
         }
         ctx.again.push((self.token, Again::Read));

@@ -343,7 +343,11 @@ impl<S: Stream> Connection<S> {
         let next = match &self.phase {
             Phase::Http(_) => self.http_deadline(ctx),
             Phase::Open(_) => self.open_deadline(ctx),
-            Phase::Closing(c) if ctx.now >= c.deadline => ControlFlow::Break(Outcome::Done),
+            Phase::Closing(c) if ctx.now >= c.deadline => {
+                let unsent = !self.out.is_empty();
+                tracing::debug!(token = self.token.0, unsent, "closing: linger deadline");
+                ControlFlow::Break(Outcome::Done)
+            }
             Phase::Closing(c) => ControlFlow::Continue(c.deadline),
         };
         let next = match next {
