@@ -26,7 +26,7 @@ use tracing_subscriber::EnvFilter;
 /// the bytes in use stayed flat (malloc_stats), and `malloc_trim` or one
 /// arena (`MALLOC_ARENA_MAX=1`, +6%) did not cure it. jemalloc returns
 /// unused dirty pages to the system after a delay (`dirty_decay_ms`,
-/// 10 s by default; tune with `MALLOC_CONF`), so RSS follows what is in
+/// 10 s by default; tune with `_RJEM_MALLOC_CONF`), so RSS follows what is in
 /// use; figures in BENCHMARKS.md ("Soak"). The library crates do not set
 /// an allocator: an embedding application keeps its own.
 #[cfg(feature = "jemalloc")]
