@@ -10,7 +10,11 @@
 //!   broadcast, a bounded crossbeam channel per client (`baseline.rs`);
 //! - [`BaselineBus`]: the reference's Memory driver (`bus_baseline.rs`);
 //! - fixtures: attached Hub clients with no thread each, inline draining
-//!   outside the timed region, a crew of publisher threads (`fixture.rs`).
+//!   outside the timed region, a crew of publisher threads (`fixture.rs`);
+//! - [`wire`]: what the load generator and the soak driver
+//!   (`src/bin/soak/`) write and read on their sockets: client WebSocket
+//!   frames, a connect from a chosen 127.0.0.0/8 source address, and a
+//!   keep-alive HTTP client that signs Pusher API requests.
 //!
 //! The groups (`benches/*.rs`, criterion, `harness = false`) and their
 //! figures are described in `BENCHMARKS.md` at the workspace root, as are
@@ -22,6 +26,7 @@
 mod baseline;
 mod bus_baseline;
 pub mod fixture;
+pub mod wire;
 
 pub use baseline::{BaselineHub, ClientB};
 pub use bus_baseline::BaselineBus;

@@ -4,8 +4,11 @@
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use realtime_benches::wire::{
+    connect_from, field_u64, find, parse_frame, push_masked, upgrade_request,
+};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream as StdStream};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -25,8 +28,6 @@ pub(crate) struct Conn {
     out: Vec<u8>,
     channel: String,
 }
-
-pub(crate) const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 pub(crate) fn client_loop(
     args: &Args,
@@ -48,7 +49,7 @@ pub(crate) fn client_loop(
     for i in 0..count {
         let n = first + i;
         let src = source_addr(n, args.source_ips);
-        match connect_from(src, target) {
+        match connect_from(src, target, false) {
             Ok(mut sock) => {
                 if poll
                     .registry()
@@ -76,10 +77,6 @@ pub(crate) fn client_loop(
             }
         }
     }
-    let path = format!(
-        "/app/{}?protocol=7&client=loadgen&version=1.0",
-        args.app_key
-    );
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).ok();
     let mut events = Events::with_capacity(1024);
     let mut rbuf = vec![0u8; 256 * 1024];
@@ -99,9 +96,7 @@ pub(crate) fn client_loop(
             let mut dead = false;
             if matches!(c.state, State::Connecting) && ev.is_writable() {
                 if c.sock.peer_addr().is_ok() {
-                    let req = format!(
-                        "GET {path} HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                    );
+                    let req = upgrade_request(&args.app_key, "loadgen", target);
                     c.out.extend_from_slice(req.as_bytes());
                     c.state = State::Handshaking;
                 } else if ev.is_error() || ev.is_write_closed() {
@@ -165,28 +160,6 @@ pub(crate) fn client_loop(
     }
 }
 
-pub(crate) fn connect_from(src: Ipv4Addr, target: SocketAddr) -> io::Result<TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    s.set_nonblocking(true)?;
-    s.set_nodelay(true)?;
-    if src != Ipv4Addr::new(127, 0, 0, 1) {
-        s.bind(&SocketAddr::new(IpAddr::V4(src), 0).into())?;
-    }
-    match s.connect(&target.into()) {
-        Ok(()) => {}
-        Err(e)
-            if e.raw_os_error() == Some(libc_einprogress())
-                || e.kind() == io::ErrorKind::WouldBlock => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(StdStream::from(s)))
-}
-
-pub(crate) fn libc_einprogress() -> i32 {
-    115 // EINPROGRESS on Linux
-}
-
 /// Parses what `c.buf` holds; returns bench events received.
 pub(crate) fn process(
     c: &mut Conn,
@@ -244,59 +217,3 @@ pub(crate) fn process(
     c.buf.drain(..pos);
     got
 }
-
-/// (opcode, payload start, frame end) of the first complete unmasked frame.
-pub(crate) fn parse_frame(b: &[u8]) -> Option<(u8, usize, usize)> {
-    if b.len() < 2 {
-        return None;
-    }
-    let opcode = b[0] & 0x0f;
-    let masked = b[1] & 0x80 != 0;
-    let (len, mut at) = match b[1] & 0x7f {
-        126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
-        127 => {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(b.get(2..10)?);
-            (u64::from_be_bytes(x) as usize, 10)
-        }
-        n => (n as usize, 2),
-    };
-    if masked {
-        at += 4;
-    }
-    if b.len() < at + len {
-        return None;
-    }
-    Some((opcode, at, at + len))
-}
-
-pub(crate) fn push_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= u16::MAX as usize => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-}
-
-pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The unsigned integer after `key` in `b`.
-pub(crate) fn field_u64(b: &[u8], key: &[u8]) -> Option<u64> {
-    let at = find(b, key)? + key.len();
-    let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
-    std::str::from_utf8(&b[at..at + digits]).ok()?.parse().ok()
-}
-
-// -------------------------------------------------------------- publisher

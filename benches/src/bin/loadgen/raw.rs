@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
+use realtime_benches::wire::find;
 
 /// The control server: minimal handshake, then pre-built frames fanned out
 /// from one thread with large non-blocking writes.

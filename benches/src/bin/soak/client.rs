@@ -24,10 +24,12 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
+use realtime_benches::wire::{
+    connect_from, field_u64, find, parse_frame, push_masked, sign, upgrade_request,
+};
 use serde_json::Value;
 
 use crate::ledger::{Period, Receipt};
-use crate::wire::{connect_from, field_u64, find, parse_frame, push_masked, sign};
 use crate::{channel_name, Args, Counters, Shared};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -306,10 +308,7 @@ impl Client {
         };
         if conn.phase == Phase::Connecting {
             if conn.sock.peer_addr().is_ok() {
-                let req = format!(
-                    "GET /app/{}?protocol=7&client=soak&version=1.0 HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                    cx.args.app_key, cx.nodes[self.node]
-                );
+                let req = upgrade_request(&cx.args.app_key, "soak", cx.nodes[self.node]);
                 conn.out.extend_from_slice(req.as_bytes());
                 conn.phase = Phase::Handshaking;
             } else if error || writable {

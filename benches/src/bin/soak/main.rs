@@ -45,7 +45,6 @@ use serde_json::json;
 mod client;
 mod ledger;
 mod publish;
-mod wire;
 
 use client::{new_hist, Final, Role};
 use ledger::{Ledger, Settled};

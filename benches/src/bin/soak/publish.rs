@@ -8,13 +8,16 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::wire::Http;
 use crate::{channel_name, Args, Shared};
+use realtime_benches::wire::Http;
 
 /// Publishes until the driver quiesces; `w` of `args.publishers` threads.
 pub(crate) fn publisher(w: usize, args: &Args, nodes: &[SocketAddr], shared: &Shared) {
     let total = args.public_channels + args.presence_channels;
-    let mut http: Vec<Http> = nodes.iter().map(|a| Http::new(*a)).collect();
+    let mut http: Vec<Http> = nodes
+        .iter()
+        .map(|a| Http::new(*a, Duration::from_secs(5)))
+        .collect();
     let interval = Duration::from_secs_f64(args.publishers.max(1) as f64 / args.rate.max(1) as f64);
     let path = format!("/apps/{}/events", args.app_id);
     let pad = "x".repeat(args.payload.saturating_sub(48));
