@@ -14,7 +14,10 @@
 //!   for live clients) are read from the Hubs at render time
 //!   ([`Metrics::render`]); the transport's and the Redis driver's
 //!   counters come through collectors registered by the server
-//!   ([`Metrics::register_samples`]), read on each scrape.
+//!   ([`Metrics::register_samples`]), read on each scrape; with the
+//!   `jemalloc` feature (the binary's allocator), the allocator's bytes in
+//!   use and resident ([`allocator_samples`]), so that RSS growth can be
+//!   told apart from memory in use.
 //!
 //! Counter names are registered without `_total`: the encoder appends it,
 //! so `realtime_messages_in` is exposed as `realtime_messages_in_total`.
@@ -283,6 +286,15 @@ impl Metrics {
         m
     }
 
+    /// The gateway's metrics, with the allocator's figures when the
+    /// binary's allocator is jemalloc (feature `jemalloc`).
+    pub(crate) fn with_allocator() -> Self {
+        let m = Self::new();
+        #[cfg(feature = "jemalloc")]
+        m.register_samples(allocator_samples);
+        m
+    }
+
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -339,9 +351,54 @@ impl Metrics {
     }
 }
 
+/// jemalloc's heap figures, read on each scrape (the statistics are
+/// refreshed first: `epoch`): `allocated`, the bytes the application holds;
+/// `resident`, the bytes of the pages the allocator keeps in memory (RSS
+/// apart from code and stacks). Meaningful when jemalloc is the global
+/// allocator, as in the `realtime-server` binary; a failed read yields
+/// nothing.
+#[cfg(feature = "jemalloc")]
+pub(crate) fn allocator_samples() -> Vec<Sample> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(2);
+    if let Ok(v) = stats::allocated::read() {
+        out.push((
+            "realtime_allocator_allocated_bytes",
+            "Bytes allocated by the application and not freed (jemalloc stats.allocated).",
+            Kind::Gauge,
+            v as u64,
+        ));
+    }
+    if let Ok(v) = stats::resident::read() {
+        out.push((
+            "realtime_allocator_resident_bytes",
+            "Bytes in pages the allocator keeps resident (jemalloc stats.resident).",
+            Kind::Gauge,
+            v as u64,
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "jemalloc")]
+    #[test]
+    fn the_allocator_figures_are_exposed() {
+        let m = Metrics::with_allocator();
+        let text = m.render(&[]);
+        for name in [
+            "realtime_allocator_allocated_bytes ",
+            "realtime_allocator_resident_bytes ",
+        ] {
+            assert!(text.contains(name), "{name} missing: {text}");
+        }
+    }
 
     #[test]
     fn renders_openmetrics_text() {

@@ -87,7 +87,7 @@ impl Node {
 
     /// A node with this id publishing through `bus`.
     pub fn with_bus(settings: &Settings, id: u32, bus: Arc<dyn Bus>) -> Self {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_allocator());
         let apps = Arc::new(Apps::new(settings, &id.to_string(), &metrics));
         let publisher = Publisher::new(bus, Arc::clone(&metrics));
         let clock = Clock::new();
