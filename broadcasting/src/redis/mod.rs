@@ -25,7 +25,9 @@
 //! - **Publishing on a separate connection**, behind a mutex (Redis pub/sub
 //!   connections cannot run other commands). A publish is one round-trip.
 //!   A broken connection is reopened once on the spot (so the first publish
-//!   after Redis returns goes through); when Redis is down, attempts are
+//!   after Redis returns goes through), but a publish that timed out is not
+//!   sent again (Redis may have run it: a second send could deliver it
+//!   twice on the other nodes); when Redis is down, attempts are
 //!   spaced by a capped backoff and publishes in between fail at once with
 //!   [`Error::Unavailable`], counted in [`RedisStats::publish_errors`] and
 //!   logged: the event reached local subscribers only. Delivery across
@@ -322,7 +324,15 @@ impl Inner {
                 }
                 Err(e) => {
                     last_error = e.to_string();
-                    p.conn = None; // reopen (once now, then with backoff)
+                    // Reopen (once now, then with backoff).
+                    p.conn = None;
+                    if e.is_timeout() {
+                        // The command went out and no answer came: Redis
+                        // may have run it. Publishing it again could
+                        // deliver it twice on the other nodes; delivery
+                        // across nodes is at most once (module docs).
+                        break;
+                    }
                 }
             }
         }
