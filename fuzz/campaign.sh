@@ -5,6 +5,8 @@
 #   bash fuzz/campaign.sh 600                  # every target, 10 min each
 #   bash fuzz/campaign.sh 180 hub_ops ws_stream
 #   CAMPAIGN_JOBS=2 bash fuzz/campaign.sh 600  # two targets at a time
+#   CAMPAIGN_SECONDS_channel_name=1500 bash fuzz/campaign.sh 600
+#                                              # one target longer than the rest
 #
 # Environment:
 #   CAMPAIGN_JOBS   targets fuzzed at the same time (default 1);
@@ -13,6 +15,9 @@
 #                   under test forbid `unsafe`, and the CI smoke run,
 #                   fuzz/run.sh, keeps ASan). Each sanitizer builds into
 #                   fuzz/target/<sanitizer>/, apart from run.sh's build.
+#   CAMPAIGN_SECONDS_<target>
+#                   that target's time instead of SECONDS (e.g. the cheap
+#                   parsers longer: more executions in the same wall time).
 #   SEED_MAX_BYTES  largest new seed kept (default 128: the committed seeds
 #                   stay a few hundred KB).
 #
@@ -66,18 +71,20 @@ cargo fuzz build "${BUILD[@]}"
 # $OUT/<target>.row, and $OUT/<target>.failed if it crashed.
 campaign() {
   local t=$1 corpus="corpus/$1" log="$OUT/$1.log"
+  local own="CAMPAIGN_SECONDS_$1"
+  local secs=${!own:-$SECONDS_PER_TARGET}
   rm -f "$OUT/$t.failed" "$OUT/$t.row"
   mkdir -p "$corpus" "seeds/$t"
   if [ -z "$(ls -A "$corpus")" ]; then
     cp -R "seeds/$t/." "$corpus/"
     if [ -d "regressions/$t" ]; then cp -R "regressions/$t/." "$corpus/"; fi
   fi
-  echo "==> fuzz $t for ${SECONDS_PER_TARGET}s (log: fuzz/$log)"
+  echo "==> fuzz $t for ${secs}s (log: fuzz/$log)"
   local start took
   start=$(date +%s)
   # shellcheck disable=SC2046
   if ! nice -n 19 cargo fuzz run "${BUILD[@]}" "$t" "$corpus" -- \
-      -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 \
+      -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 $(extra_args "$t") >"$log" 2>&1; then
     echo "==> $t: FAILED (input under fuzz/artifacts/$t/; log fuzz/$log)" >&2
     touch "$OUT/$t.failed"
