@@ -10,7 +10,11 @@
 //! batches of at most [`BATCH_FRAMES`] frames or [`BATCH_BYTES`] bytes: each
 //! frame's encoded bytes come from [`Frame::encoded_with`] (encoded once for
 //! all recipients; with permessage-deflate negotiated, from the frame's
-//! compressed slot, see `crate::deflate`), and the batch goes out with one vectored write. What the
+//! compressed slot, see `crate::deflate`), and the batch goes out in one
+//! write: small frames (a batch of up to [`COALESCE_BYTES`]) are copied
+//! into the loop thread's scratch buffer and written as one contiguous
+//! buffer, larger ones with one vectored write (the kernel pays per iovec
+//! segment; see `coalesced`). What the
 //! socket does not take stays in `pending` (at most one batch plus a few
 //! control frames), and no more frames are popped until it is flushed on
 //! writable readiness: the rest waits in the client's outbox.
@@ -203,13 +207,25 @@ impl<S: Stream> Writer<S> {
                     other => break other,
                 }
             }
-            let mut iov = [IoSlice::new(&[]); IOV];
-            let mut n = 0;
-            for (slot, buf) in iov.iter_mut().zip(queue.iter()) {
-                *slot = IoSlice::new(buf);
-                n += 1;
-            }
-            match self.sock.write_vectored(&iov[..n]) {
+            let attempt = match coalesced(queue) {
+                Some(n) => SCRATCH.with_borrow_mut(|scratch| {
+                    scratch.clear();
+                    for buf in queue.iter().take(n) {
+                        scratch.extend_from_slice(buf);
+                    }
+                    self.sock.write(scratch)
+                }),
+                None => {
+                    let mut iov = [IoSlice::new(&[]); IOV];
+                    let mut n = 0;
+                    for (slot, buf) in iov.iter_mut().zip(queue.iter()) {
+                        *slot = IoSlice::new(buf);
+                        n += 1;
+                    }
+                    self.sock.write_vectored(&iov[..n])
+                }
+            };
+            match attempt {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     progress = true;
@@ -311,6 +327,34 @@ fn fill_batch(client: &Client, batch: &mut VecDeque<Bytes>, deflate: Option<Outb
         bytes += wire.len();
         batch.push_back(wire);
     }
+}
+
+/// Largest write assembled by copying small frames into one buffer.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// The loop thread's buffer for coalesced writes (`coalesced`).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(COALESCE_BYTES));
+}
+
+/// How many buffers at the front of `queue` to copy into one contiguous
+/// write instead of a vectored one: `None` for a single buffer (written as
+/// it is) or when the first two already pass [`COALESCE_BYTES`]. The kernel
+/// pays per iovec segment when it copies a vectored write in; small
+/// broadcast frames (tens of bytes each, many per write) cost more as
+/// segments than as one `memcpy` here (issue 16 item 5, BENCHMARKS.md).
+fn coalesced(queue: &VecDeque<Bytes>) -> Option<usize> {
+    let mut total = 0;
+    let mut n = 0;
+    for buf in queue.iter().take(IOV) {
+        if total + buf.len() > COALESCE_BYTES {
+            break;
+        }
+        total += buf.len();
+        n += 1;
+    }
+    (n >= 2).then_some(n)
 }
 
 /// Drops the first `written` bytes of `queue`.
@@ -450,5 +494,40 @@ mod tests {
             &Counters::default(),
         );
         assert_eq!(drained, Drained::Failed);
+    }
+
+    #[test]
+    fn small_frames_are_copied_into_one_write_and_large_ones_go_vectored() {
+        let small = |n| VecDeque::from(vec![Bytes::from(vec![b'x'; 70]); n]);
+        assert_eq!(coalesced(&small(1)), None, "one buffer is written as it is");
+        assert_eq!(coalesced(&small(20)), Some(20));
+        assert_eq!(coalesced(&small(IOV + 5)), Some(IOV), "one write's worth");
+        let mut q = small(3);
+        q.push_back(Bytes::from(vec![b'y'; COALESCE_BYTES]));
+        assert_eq!(
+            coalesced(&q),
+            Some(3),
+            "the large frame waits for its own write"
+        );
+        let big = VecDeque::from(vec![Bytes::from(vec![b'z'; COALESCE_BYTES / 2 + 1]); 2]);
+        assert_eq!(coalesced(&big), None);
+    }
+
+    #[test]
+    fn a_coalesced_write_the_socket_takes_in_part_resumes_in_order() {
+        let counters = Counters::default();
+        let t0 = Instant::now();
+        let mut w = Writer::new(MemStream::with_room(10));
+        for text in ["alpha ", "beta ", "gamma ", "delta"] {
+            w.push(Bytes::from(text));
+        }
+        w.flush(t0, &counters, None).unwrap();
+        assert_eq!(w.sock.written, b"alpha beta");
+        assert_eq!(w.sock.writes, 1, "four frames, one write");
+        w.sock.room = usize::MAX;
+        w.flush(t0, &counters, None).unwrap();
+        assert_eq!(w.sock.written, b"alpha beta gamma delta");
+        assert_eq!(w.sock.writes, 2);
+        assert!(w.is_empty());
     }
 }
