@@ -87,7 +87,7 @@ pub(crate) struct ClientShared {
     pub(crate) policy: SlowConsumerPolicy,
     pub(crate) auth: Bytes,
     pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) subs: Mutex<HashMap<Arc<str>, Sub>>,
+    pub(crate) subs: Mutex<HashMap<Arc<str>, Sub, crate::hasher::Hasher>>,
     pub(crate) hub: Weak<HubInner>,
     /// The blocking connection, for clients added with `Hub::add`.
     pub(crate) conn: Option<Arc<dyn Conn>>,

@@ -34,6 +34,7 @@ mod channel;
 mod client;
 mod conn;
 mod error;
+mod hasher;
 mod hub;
 mod message;
 mod mutants;

@@ -29,7 +29,7 @@ mod imp {
     // real types elsewhere is an error.
     pub(crate) type ArcSwapOption<T> = arc_swap::ArcSwapOption<T>;
     pub(crate) type SegQueue<T> = crossbeam_queue::SegQueue<T>;
-    pub(crate) type DashMap<K, V> = dashmap::DashMap<K, V>;
+    pub(crate) type DashMap<K, V> = dashmap::DashMap<K, V, crate::hasher::Hasher>;
     pub(crate) type Mutex<T> = std::sync::Mutex<T>;
     pub(crate) type OnceLock<T> = std::sync::OnceLock<T>;
     pub(crate) use std::sync::{Arc, MutexGuard, Weak};

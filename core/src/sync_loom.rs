@@ -383,6 +383,12 @@ impl<K: Clone, V: Clone> Iterator for Iter<'_, K, V> {
     }
 }
 
+impl<K: Eq + Hash, V> Default for DashMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<K: Eq + Hash, V> DashMap<K, V> {
     pub(crate) fn new() -> Self {
         Self {

@@ -135,8 +135,8 @@ impl HubBuilder {
     /// Builds the Hub.
     pub fn build(self) -> Hub {
         Hub(Arc::new(HubInner {
-            clients: DashMap::new(),
-            channels: DashMap::new(),
+            clients: DashMap::default(),
+            channels: DashMap::default(),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             buffer: self.buffer,

@@ -158,8 +158,13 @@ impl HubInner {
             self.occupancy(&ch.name, state.members, true);
             // Relaxed: a statistic; `state` orders the writers.
             ch.count.store(state.members, Ordering::Relaxed);
+            // The channel's lock goes before the subscription is recorded,
+            // so that `ch` moves into it (no reference-count round trip):
+            // `subs` is still held, and every path that reads a client's
+            // subscriptions takes `subs` first.
+            drop(state);
             vacant.insert(Sub {
-                channel: Arc::clone(&ch),
+                channel: ch,
                 slot,
                 presence: presence.take(),
             });

@@ -222,7 +222,7 @@ impl Hub {
             policy: hub.policy,
             auth,
             transport,
-            subs: Mutex::new(HashMap::new()),
+            subs: Mutex::new(HashMap::default()),
             hub: Arc::downgrade(&self.0),
             conn,
             writer: Mutex::new(None),
