@@ -18,6 +18,8 @@
 #   CAMPAIGN_SECONDS_<target>
 #                   that target's time instead of SECONDS (e.g. the cheap
 #                   parsers longer: more executions in the same wall time).
+#   CAMPAIGN_OUT    folder under fuzz/ for logs and the summary (default
+#                   campaign-out).
 #   SEED_MAX_BYTES  largest new seed kept (default 128: the committed seeds
 #                   stay a few hundred KB).
 #
@@ -31,7 +33,9 @@
 #      the hand-made seeds stay as they are. New seeds over SEED_MAX_BYTES
 #      are dropped again, to keep the committed seeds small (they stay in
 #      the corpus for the next campaign).
-# Logs and a summary go to fuzz/campaign-out/ (not committed):
+# Logs and a summary go to fuzz/campaign-out/ (not committed; CAMPAIGN_OUT
+# names another folder under fuzz/, e.g. for a second campaign running
+# beside the first on other targets):
 # summary.md has one table row per target (time, executions, exec/s,
 # coverage, features, corpus, new seeds) and the total, for the README.
 # Any crash fails the script after the remaining targets have run; the
@@ -49,7 +53,7 @@ export RUSTC_BOOTSTRAP=1
 JOBS=${CAMPAIGN_JOBS:-1}
 SANITIZER=${FUZZ_SANITIZER:-none}
 BUILD=(-s "$SANITIZER" --target-dir "target/$SANITIZER")
-OUT=campaign-out
+OUT=${CAMPAIGN_OUT:-campaign-out}
 mkdir -p "$OUT" corpus
 
 extra_args() {
