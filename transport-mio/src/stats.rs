@@ -103,8 +103,8 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to sockets.
     pub bytes_out: u64,
-    /// Write system calls that wrote something (vectored writes carry
-    /// several frames: compare with `frames_out`).
+    /// Write system calls that wrote something (a write carries several
+    /// frames: compare with `frames_out`).
     pub writes: u64,
     /// Keepalive pings sent.
     pub pings_sent: u64,

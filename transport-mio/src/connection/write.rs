@@ -186,8 +186,9 @@ impl<S: Stream> Writer<S> {
         client.set_unsent(self.pending.iter().map(Bytes::len).sum());
     }
 
-    /// Writes `queue` with vectored writes until it is empty or the socket
-    /// pushes back; tracks stalls and counts bytes.
+    /// Writes `queue` until it is empty or the socket pushes back, each
+    /// write contiguous (small frames, `coalesced`) or vectored; tracks
+    /// stalls and counts bytes.
     fn write_queue(
         &mut self,
         queue: &mut VecDeque<Bytes>,
