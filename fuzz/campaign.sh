@@ -15,6 +15,17 @@
 #                   under test forbid `unsafe`, and the CI smoke run,
 #                   fuzz/run.sh, keeps ASan). Each sanitizer builds into
 #                   fuzz/target/<sanitizer>/, apart from run.sh's build.
+#   CAMPAIGN_NO_TRACE_COMPARES
+#                   targets built with cargo fuzz's `--no-trace-compares`
+#                   (default `hub_ops`; empty: none), into
+#                   fuzz/target/<sanitizer>-notc/. hub_ops decodes small
+#                   opcodes and indices, where comparison tracing finds
+#                   little, and the tracing hooks were ~45% of its time
+#                   (its oracle compares the whole Hub with a model after
+#                   every step): about 2x the executions per second
+#                   without them, and more new features per minute
+#                   (fuzz/README.md, "Throughput, third look"). The
+#                   parsers keep it: it is what finds their magic strings.
 #   CAMPAIGN_SECONDS_<target>
 #                   that target's time instead of SECONDS (e.g. the cheap
 #                   parsers longer: more executions in the same wall time).
@@ -53,6 +64,19 @@ export RUSTC_BOOTSTRAP=1
 JOBS=${CAMPAIGN_JOBS:-1}
 SANITIZER=${FUZZ_SANITIZER:-none}
 BUILD=(-s "$SANITIZER" --target-dir "target/$SANITIZER")
+# Targets built without comparison tracing, in a target dir of their own
+# (see the header).
+NO_CMP=" ${CAMPAIGN_NO_TRACE_COMPARES-hub_ops} "
+BUILD_NO_CMP=(-s "$SANITIZER" --no-trace-compares --target-dir "target/$SANITIZER-notc")
+
+# The `cargo fuzz` build options of target $1.
+build_args() {
+  if [[ $NO_CMP == *" $1 "* ]]; then
+    echo "${BUILD_NO_CMP[@]}"
+  else
+    echo "${BUILD[@]}"
+  fi
+}
 OUT=${CAMPAIGN_OUT:-campaign-out}
 mkdir -p "$OUT" corpus
 
@@ -69,7 +93,10 @@ final_stat() { sed -n "s/^stat::$2: *//p" "$1" | tail -1; }
 field() { grep -E '^#[0-9]+' "$1" | tail -1 | sed -n "s/.* $2: \([^ ]*\).*/\1/p"; }
 
 echo "==> building the targets (sanitizer: $SANITIZER)"
-cargo fuzz build "${BUILD[@]}"
+for t in $TARGETS; do
+  # shellcheck disable=SC2046
+  cargo fuzz build $(build_args "$t") "$t"
+done
 
 # Fuzzes, minimizes and merges one target; writes its table row to
 # $OUT/<target>.row, and $OUT/<target>.failed if it crashed.
@@ -87,7 +114,7 @@ campaign() {
   local start took
   start=$(date +%s)
   # shellcheck disable=SC2046
-  if ! nice -n 19 cargo fuzz run "${BUILD[@]}" "$t" "$corpus" -- \
+  if ! nice -n 19 cargo fuzz run $(build_args "$t") "$t" "$corpus" -- \
       -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 $(extra_args "$t") >"$log" 2>&1; then
     echo "==> $t: FAILED (input under fuzz/artifacts/$t/; log fuzz/$log)" >&2
@@ -102,12 +129,12 @@ campaign() {
 
   echo "==> minimize fuzz/$corpus"
   # shellcheck disable=SC2046
-  nice -n 19 cargo fuzz cmin "${BUILD[@]}" "$t" "$corpus" -- $(extra_args "$t") \
+  nice -n 19 cargo fuzz cmin $(build_args "$t") "$t" "$corpus" -- $(extra_args "$t") \
       >"$OUT/$t.cmin.log" 2>&1 || echo "==> $t: cmin failed (fuzz/$OUT/$t.cmin.log)" >&2
   before=$(ls "seeds/$t" | wc -l)
   ls "seeds/$t" | sort >"$OUT/$t.seeds-before"
   # shellcheck disable=SC2046
-  nice -n 19 cargo fuzz run "${BUILD[@]}" "$t" "seeds/$t" "$corpus" -- -merge=1 \
+  nice -n 19 cargo fuzz run $(build_args "$t") "$t" "seeds/$t" "$corpus" -- -merge=1 \
       -rss_limit_mb=2048 -timeout=10 $(extra_args "$t") >"$OUT/$t.merge.log" 2>&1 ||
     echo "==> $t: merge failed (fuzz/$OUT/$t.merge.log)" >&2
   ls "seeds/$t" | sort | comm -13 "$OUT/$t.seeds-before" - | while read -r f; do

@@ -139,7 +139,13 @@ struct Run<'a> {
     hub: Hub,
     rec: Arc<Recorder>,
     model: Model,
-    log: Vec<String>,
+    /// The decoded steps so far, one line each ("  step N: ..."), printed
+    /// when Hub and model disagree. One growing buffer rather than a
+    /// `String` per step: the allocations were a few percent of the
+    /// oracle's time (issue 18).
+    log: String,
+    /// Steps logged so far.
+    steps: usize,
     input: &'a [u8],
     /// Steps whose drain is still to be skipped.
     hold: usize,
@@ -156,11 +162,15 @@ impl Run<'_> {
             "config: mode {:?}, policy {:?}, outbox {}, authorizer {}",
             self.model.mode, self.model.policy, self.model.cap, self.model.has_authorizer
         );
-        for (i, line) in self.log.iter().enumerate() {
-            let _ = writeln!(msg, "  step {i}: {line}");
-        }
+        msg.push_str(&self.log);
         let _ = writeln!(msg, "input: {:02x?}", self.input);
         panic!("{msg}");
+    }
+
+    /// Logs one decoded step.
+    fn note(&mut self, step: std::fmt::Arguments<'_>) {
+        let _ = writeln!(self.log, "  step {}: {step}", self.steps);
+        self.steps += 1;
     }
 
     fn expect(&self, what: &str, got: &realtime::Result<()>, want: &Want) {
@@ -221,7 +231,8 @@ pub(crate) fn run(data: &[u8]) {
             events: Vec::new(),
             auth_calls: Vec::new(),
         },
-        log: Vec::new(),
+        log: String::new(),
+        steps: 0,
         input: data,
         hold: 0,
         norms: HashMap::new(),
@@ -238,7 +249,7 @@ pub(crate) fn run(data: &[u8]) {
             run.drain();
         }
     }
-    run.log.push("final drain, hub close".into());
+    run.note(format_args!("final drain, hub close"));
     run.drain();
     run.hub.close();
     run.model.close_hub();

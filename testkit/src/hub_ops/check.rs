@@ -51,13 +51,12 @@ impl Run<'_> {
             if want > 0 {
                 occupied.push((ch.to_owned(), want));
             }
-            let roster: Vec<Member> = m
-                .channels
-                .get(ch)
-                .map(|c| c.roster.iter().map(|(_, m, _)| m.clone()).collect())
-                .unwrap_or_default();
+            // Compared in place: cloning the model's roster at every step
+            // was a measurable part of the oracle (issue 18).
+            let roster = m.channels.get(ch).map_or(&[][..], |c| &c.roster[..]);
             let got = hub.presence(ch);
-            if got != roster {
+            if !got.iter().eq(roster.iter().map(|(_, m, _)| m)) {
+                let roster: Vec<&Member> = roster.iter().map(|(_, m, _)| m).collect();
                 self.fail(&format!("presence({ch}) {got:?} but model {roster:?}"));
             }
         }
@@ -122,8 +121,8 @@ impl Run<'_> {
             }
             let mut subs = h.channels();
             subs.sort();
-            let want: Vec<String> = c.subs.keys().map(|k| (*k).to_owned()).collect();
-            if subs != want {
+            if !subs.iter().map(String::as_str).eq(c.subs.keys().copied()) {
+                let want: Vec<&str> = c.subs.keys().copied().collect();
                 self.fail(&format!("{}: channels {subs:?} but model {want:?}", who()));
             }
             let found = hub.client(h.id());

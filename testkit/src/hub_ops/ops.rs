@@ -58,12 +58,12 @@ impl Run<'_> {
             0 | 1 => {
                 let auth = r.next()?;
                 if self.model.clients.len() >= MAX_CLIENTS {
-                    self.log.push("add (skipped: enough clients)".into());
+                    self.note(format_args!("add (skipped: enough clients)"));
                     return Some(());
                 }
                 let probe = Arc::new(Probe::default());
                 let got = self.hub.attach(probe.clone(), vec![auth]);
-                self.log.push(format!("add auth {auth:#04x}"));
+                self.note(format_args!("add auth {auth:#04x}"));
                 match got {
                     Ok(client) => {
                         if self.model.closed {
@@ -84,7 +84,7 @@ impl Run<'_> {
                 let Some(c) = self.client(c) else {
                     return Some(());
                 };
-                self.log.push(format!("subscribe c{c} {ch}"));
+                self.note(format_args!("subscribe c{c} {ch}"));
                 let got = self.hub.subscribe(&self.model.clients[c].handle, ch);
                 let want = self.model.subscribe(c, ch);
                 self.expect("subscribe", &got, &want);
@@ -95,7 +95,7 @@ impl Run<'_> {
                 let Some(c) = self.client(c) else {
                     return Some(());
                 };
-                self.log.push(format!("unsubscribe c{c} {ch}"));
+                self.note(format_args!("unsubscribe c{c} {ch}"));
                 let got = self.hub.unsubscribe(&self.model.clients[c].handle, ch);
                 let want = self.model.unsubscribe(c, ch);
                 self.expect("unsubscribe", &got, &want);
@@ -106,7 +106,7 @@ impl Run<'_> {
                 let kind = flags & 7;
                 let count = 1 + usize::from((flags >> 3) & 3);
                 let except = if kind >= 4 { self.client(ex) } else { None };
-                self.log.push(format!(
+                self.note(format_args!(
                     "broadcast {ch} kind {kind} x{count} except {except:?}"
                 ));
                 for _ in 0..count {
@@ -169,7 +169,7 @@ impl Run<'_> {
                 let by_handle = flags & 4 != 0;
                 let n = self.model.next_payload();
                 let target = self.model.clients.iter().position(|c| c.number == number);
-                self.log.push(format!(
+                self.note(format_args!(
                     "send {id} kind {kind} {}",
                     if by_handle { "by handle" } else { "by id" }
                 ));
@@ -235,18 +235,18 @@ impl Run<'_> {
                 };
                 let handle = self.model.clients[c].handle.clone();
                 if flags & 1 != 0 {
-                    self.log.push(format!("close_with c{c}"));
+                    self.note(format_args!("close_with c{c}"));
                     handle.close_with(4000, "bye");
                     self.model.close_client(c, Some((4000, "bye".to_owned())));
                 } else {
-                    self.log.push(format!("close c{c}"));
+                    self.note(format_args!("close c{c}"));
                     handle.close();
                     self.model.close_client(c, None);
                 }
             }
             11 => {
                 let n = r.next()?;
-                self.log.push(format!("hold {}", n % 4));
+                self.note(format_args!("hold {}", n % 4));
                 // Skips this step's drain and those of the next `1 + n % 4`.
                 self.hold = 2 + usize::from(n % 4);
             }
@@ -255,10 +255,11 @@ impl Run<'_> {
                 self.rec
                     .deny_all
                     .store(self.model.deny_all, Ordering::SeqCst);
-                self.log.push(format!("deny_all {}", self.model.deny_all));
+                let deny = self.model.deny_all;
+                self.note(format_args!("deny_all {deny}"));
             }
             _ => {
-                self.log.push("hub close".into());
+                self.note(format_args!("hub close"));
                 self.hub.close();
                 self.model.close_hub();
             }
