@@ -8,10 +8,12 @@
 //! in an [`ArcSwapOption`] cell. The cells sit in a segmented array: segment
 //! `k` holds `4 << k` cells and is allocated once, the first time a cell in
 //! it is needed; it never moves and is never freed before the channel.
-//! Segment 0 (64 members) has its slot in the channel itself; the slots of
-//! the other 27 sit in a table allocated with segment 1, so a channel of up
-//! to 64 members does not pay for 27 empty slots (~650 bytes each channel:
-//! most channels are small, BENCHMARKS.md, issue #12).
+//! Segment 0's four cells (64 members) sit in the channel itself: the first
+//! join allocates no segment, and a broadcast to a small channel follows
+//! one pointer less (issue 16). The slots of the other 27 segments sit in
+//! a table allocated with segment 1, so a channel of up to 64 members does
+//! not pay for 27 empty slots (~650 bytes each channel: most channels are
+//! small, BENCHMARKS.md, issue #12).
 //!
 //! - **Broadcast** (any thread, no lock): reads the high-water mark `len`,
 //!   loads each chunk cell below it (one wait-free arc-swap load per 16
@@ -126,7 +128,7 @@ const SPARE_MIN: usize = 4;
 #[cfg(loom)]
 const SPARE_MIN: usize = 1;
 type Cell = ArcSwapOption<Chunk>;
-/// A segment's slot: its cells once allocated.
+/// The slot of a segment past the first: its cells once allocated.
 type Segment = OnceLock<Box<[Cell]>>;
 
 /// Maps a chunk index to (segment, offset within it).
@@ -138,8 +140,8 @@ fn locate(index: usize) -> (usize, usize) {
 
 /// The segmented array of copy-on-write chunks described in the module doc.
 pub(crate) struct Slots {
-    /// Segment 0.
-    first: Segment,
+    /// Segment 0's cells, inline.
+    first: [Cell; BASE],
     /// Segments 1.., allocated with segment 1.
     rest: OnceLock<Box<[Segment]>>,
     /// One past the highest slot index ever handed out.
@@ -149,32 +151,32 @@ pub(crate) struct Slots {
 impl Slots {
     fn new() -> Self {
         Self {
-            first: OnceLock::new(),
+            first: std::array::from_fn(|_| Cell::const_empty()),
             rest: OnceLock::new(),
             len: AtomicUsize::new(0),
         }
     }
 
-    /// The slot of segment `k`, if its table exists (no allocation).
-    fn segment(&self, k: usize) -> Option<&Segment> {
+    /// The cells of segment `k`, if allocated (no allocation).
+    fn segment(&self, k: usize) -> Option<&[Cell]> {
         match k {
             0 => Some(&self.first),
-            _ => self.rest.get()?.get(k - 1),
+            _ => self.rest.get()?.get(k - 1)?.get().map(|cells| &cells[..]),
         }
     }
 
-    /// The cell of chunk `c`, allocating its segment (and, past segment 0,
-    /// the table of segment slots) on first use.
+    /// The cell of chunk `c`, allocating its segment (and the table of
+    /// segment slots) on first use past segment 0.
     fn cell(&self, c: usize) -> Option<&Cell> {
         let (k, off) = locate(c);
-        let slot = match k {
-            0 => &self.first,
-            _ => self
-                .rest
-                .get_or_init(|| (1..SEGMENTS).map(|_| OnceLock::new()).collect())
-                .get(k - 1)?,
-        };
-        let seg = slot.get_or_init(|| (0..(BASE << k)).map(|_| Cell::const_empty()).collect());
+        if k == 0 {
+            return self.first.get(off);
+        }
+        let seg = self
+            .rest
+            .get_or_init(|| (1..SEGMENTS).map(|_| OnceLock::new()).collect())
+            .get(k - 1)?
+            .get_or_init(|| (0..(BASE << k)).map(|_| Cell::const_empty()).collect());
         seg.get(off)
     }
 
@@ -265,7 +267,7 @@ impl Slots {
             if c >= chunks {
                 break;
             }
-            let Some(seg) = self.segment(k).and_then(OnceLock::get) else {
+            let Some(seg) = self.segment(k) else {
                 break;
             };
             let take = (BASE << k).min(chunks - c);

@@ -15,8 +15,9 @@
 //! `Weak`, the blocking `Hub::add` path), is in `sync_loom.rs`.
 //!
 //! `OnceLock` is here too: the channel's segment array publishes segments
-//! to lock-free readers through it, so under loom it is a stand-in whose
-//! publication loom sees.
+//! past the first (segment 0 is inline) to lock-free readers through it,
+//! so under loom it is a stand-in whose publication loom sees (a model
+//! reaches it only with more than 64 members in one channel).
 
 #[cfg(not(loom))]
 #[expect(
