@@ -12,10 +12,11 @@
 //! puts the connection's token on its loop's queue and wakes the loop at
 //! most once per batch (`wake.rs`); the loop drains the outbox, encoding each
 //! frame once for all its recipients and writing several frames with one
-//! write (R31): small frames copied into one buffer, larger ones vectored. Keepalive pings, idle, handshake and write timeouts
-//! run on a per-loop timing wheel; with [`Config::tls`] the port speaks TLS
-//! (rustls), the session kept in the connection's own loop (`tls/`); oversized or malformed input closes that
-//! connection with 1009, 1007 or 1002 (R32).
+//! write (R31): small frames copied into one buffer, larger ones vectored.
+//! Keepalive pings, idle, handshake and write timeouts run on a per-loop
+//! timing wheel; with [`Config::tls`] the port speaks TLS (rustls), the
+//! session kept in the connection's own loop (`tls/`); oversized or
+//! malformed input closes that connection with 1009, 1007 or 1002 (R32).
 //!
 //! # Close codes sent
 //!
