@@ -24,7 +24,6 @@
 //! clean-up (which then removes it) or sees `closed` and fails: no ghost
 //! subscriber, even when a subscribe races a close (R7).
 
-use std::collections::HashMap;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -37,6 +36,7 @@ use crate::message::{Frame, IntoPayload, MessageType};
 use crate::mutants;
 use crate::outbox::{Outbox, Pushed};
 use crate::presence::{Member, RosterKey};
+use crate::subs::Subs;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{lock, Arc, Mutex, Weak};
 
@@ -87,7 +87,7 @@ pub(crate) struct ClientShared {
     pub(crate) policy: SlowConsumerPolicy,
     pub(crate) auth: Bytes,
     pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) subs: Mutex<HashMap<Arc<str>, Sub, crate::hasher::Hasher>>,
+    pub(crate) subs: Mutex<Subs>,
     pub(crate) hub: Weak<HubInner>,
     /// The blocking connection, for clients added with `Hub::add`.
     pub(crate) conn: Option<Arc<dyn Conn>>,
@@ -275,7 +275,7 @@ impl Client {
 
     /// The channels this client is subscribed to.
     pub fn channels(&self) -> Vec<String> {
-        lock(&self.0.subs).keys().map(|k| k.to_string()).collect()
+        lock(&self.0.subs).names().map(str::to_owned).collect()
     }
 
     /// Closes the client: closes its transport, removes it from every

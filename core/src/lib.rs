@@ -40,6 +40,7 @@ mod message;
 mod mutants;
 mod outbox;
 mod presence;
+mod subs;
 mod sync;
 
 pub use auth::{AuthRequest, AuthResult, Authorizer};

@@ -12,7 +12,6 @@ use crate::mutants;
 use crate::presence::{Member, PresenceEvent, PresenceMode, RosterKey};
 use crate::sync::atomic::Ordering;
 use crate::sync::{lock, Arc};
-use std::collections::hash_map::Entry;
 use std::thread::JoinHandle;
 
 impl HubInner {
@@ -64,8 +63,9 @@ impl HubInner {
                 return Err(Error::Closed);
             }
             let held = subs.len();
-            // One hash of the name for the check and the insert.
-            let Entry::Vacant(vacant) = subs.entry(Arc::clone(&ch.name)) else {
+            // One hash of the name for the check and the insert; the
+            // subscription is found by its channel's name (`subs.rs`).
+            let Some(vacant) = subs.vacant(name) else {
                 return Ok(());
             };
             if held >= self.max_subscriptions {
@@ -272,7 +272,7 @@ impl HubInner {
             // every channel.
             {
                 let mut subs = lock(&client.0.subs);
-                for (_, sub) in std::mem::take(&mut *subs) {
+                for sub in subs.take() {
                     self.leave(&client, sub, &mut work);
                 }
             }

@@ -30,7 +30,6 @@
 //!   `closed`, so a client added concurrently is either seen by close's sweep
 //!   or removes itself (R16).
 
-use std::collections::HashMap;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -44,6 +43,7 @@ use crate::message::IntoPayload;
 use crate::mutants;
 use crate::outbox::Outbox;
 use crate::presence::{Member, PresenceEncoder, PresenceEvent, PresenceMode};
+use crate::subs::Subs;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{lock, Arc, DashMap, Mutex};
 
@@ -222,7 +222,7 @@ impl Hub {
             policy: hub.policy,
             auth,
             transport,
-            subs: Mutex::new(HashMap::default()),
+            subs: Mutex::new(Subs::default()),
             hub: Arc::downgrade(&self.0),
             conn,
             writer: Mutex::new(None),
@@ -272,7 +272,7 @@ impl Hub {
         // A repeated private or presence subscribe must not ask the
         // authorizer again (R6); a public one needs no check here: `join`
         // re-checks under `subs` (one lock instead of two per subscribe).
-        if kind != ChannelType::Public && lock(&client.0.subs).contains_key(channel) {
+        if kind != ChannelType::Public && lock(&client.0.subs).contains(channel) {
             return Ok(());
         }
         let member = match kind {
