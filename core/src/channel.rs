@@ -183,7 +183,17 @@ impl Slots {
     /// Stores `value` at slot `index` and publishes the chunk that holds it.
     /// Caller holds the channel's state mutex (one writer per channel) and
     /// passes the writer's spare chunks (module doc, "Spare chunks").
-    fn store(&self, spares: &mut Spares, index: usize, value: Option<Arc<ClientShared>>) {
+    /// `empty`: the channel has no member, so every cell holds `None` (an
+    /// all-empty chunk is stored as `None`), and the chunk need not be
+    /// loaded to be copied: the first join of a new channel skips an
+    /// arc-swap load (issue 16 item 4).
+    fn store(
+        &self,
+        spares: &mut Spares,
+        index: usize,
+        value: Option<Arc<ClientShared>>,
+        empty: bool,
+    ) {
         let c = index / CHUNK;
         let Some(cell) = self.cell(c) else {
             // Unreachable in practice: 2^32 slots per channel.
@@ -203,9 +213,9 @@ impl Slots {
                 (Some(spare), members)
             }
             None => {
-                let mut entries: Chunk = match &*cell.load() {
-                    Some(current) => (**current).clone(),
-                    None => std::array::from_fn(|_| None),
+                let mut entries: Chunk = match (!empty).then(|| cell.load()).as_deref() {
+                    Some(Some(current)) => (**current).clone(),
+                    _ => std::array::from_fn(|_| None),
                 };
                 entries[at] = value;
                 let members = entries.iter().filter(|e| e.is_some()).count();
@@ -304,14 +314,14 @@ impl ChannelState {
             self.next += 1;
             self.next - 1
         });
-        slots.store(&mut self.spares, index, Some(client));
+        slots.store(&mut self.spares, index, Some(client), self.members == 0);
         self.members += 1;
         index
     }
 
     /// Empties slot `index`.
     pub(crate) fn remove(&mut self, slots: &Slots, index: usize) {
-        slots.store(&mut self.spares, index, None);
+        slots.store(&mut self.spares, index, None, false);
         self.free.push(index);
         self.members = self.members.saturating_sub(1);
     }
