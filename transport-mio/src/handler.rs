@@ -120,50 +120,34 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-impl<H: Handler + ?Sized> Handler for std::sync::Arc<H> {
-    fn on_upgrade(&self, req: &Request) -> Upgrade {
-        (**self).on_upgrade(req)
-    }
-    fn on_open(&self, client: &Client) {
-        (**self).on_open(client);
-    }
-    fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
-        (**self).on_message(client, kind, data);
-    }
-    fn on_activity(&self, client: &Client) {
-        (**self).on_activity(client);
-    }
-    fn on_close(&self, client: &Client) {
-        (**self).on_close(client);
-    }
-    fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
-        (**self).on_http_head(req)
-    }
-    fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
-        (**self).on_http(req, body)
-    }
+/// A `Handler` behind a pointer (`Arc`, `Box`) is a `Handler`: every
+/// method forwards to the pointee.
+macro_rules! forward_handler {
+    ($($ptr:ident)::+) => {
+        impl<H: Handler + ?Sized> Handler for $($ptr)::+<H> {
+            fn on_upgrade(&self, req: &Request) -> Upgrade {
+                (**self).on_upgrade(req)
+            }
+            fn on_open(&self, client: &Client) {
+                (**self).on_open(client);
+            }
+            fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
+                (**self).on_message(client, kind, data);
+            }
+            fn on_activity(&self, client: &Client) {
+                (**self).on_activity(client);
+            }
+            fn on_close(&self, client: &Client) {
+                (**self).on_close(client);
+            }
+            fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
+                (**self).on_http_head(req)
+            }
+            fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
+                (**self).on_http(req, body)
+            }
+        }
+    };
 }
-
-impl<H: Handler + ?Sized> Handler for Box<H> {
-    fn on_upgrade(&self, req: &Request) -> Upgrade {
-        (**self).on_upgrade(req)
-    }
-    fn on_open(&self, client: &Client) {
-        (**self).on_open(client);
-    }
-    fn on_message(&self, client: &Client, kind: MessageType, data: Bytes) {
-        (**self).on_message(client, kind, data);
-    }
-    fn on_activity(&self, client: &Client) {
-        (**self).on_activity(client);
-    }
-    fn on_close(&self, client: &Client) {
-        (**self).on_close(client);
-    }
-    fn on_http_head(&self, req: &Request) -> Option<HttpResponse> {
-        (**self).on_http_head(req)
-    }
-    fn on_http(&self, req: &Request, body: Bytes) -> HttpResponse {
-        (**self).on_http(req, body)
-    }
-}
+forward_handler!(std::sync::Arc);
+forward_handler!(Box);
