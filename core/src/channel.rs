@@ -183,17 +183,7 @@ impl Slots {
     /// Stores `value` at slot `index` and publishes the chunk that holds it.
     /// Caller holds the channel's state mutex (one writer per channel) and
     /// passes the writer's spare chunks (module doc, "Spare chunks").
-    /// `empty`: the channel has no member, so every cell holds `None` (an
-    /// all-empty chunk is stored as `None`), and the chunk need not be
-    /// loaded to be copied: the first join of a new channel skips an
-    /// arc-swap load (issue 16 item 4).
-    fn store(
-        &self,
-        spares: &mut Spares,
-        index: usize,
-        value: Option<Arc<ClientShared>>,
-        empty: bool,
-    ) {
+    fn store(&self, spares: &mut Spares, index: usize, value: Option<Arc<ClientShared>>) {
         let c = index / CHUNK;
         let Some(cell) = self.cell(c) else {
             // Unreachable in practice: 2^32 slots per channel.
@@ -213,7 +203,14 @@ impl Slots {
                 (Some(spare), members)
             }
             None => {
-                let mut entries: Chunk = match (!empty).then(|| cell.load()).as_deref() {
+                // A chunk that no slot index has reached yet was never
+                // stored: its cell holds `None`, so it is not loaded to be
+                // copied (the first join of a new channel, or into each new
+                // chunk of a growing one, skips an arc-swap load; issue 16
+                // item 4). Relaxed: `len` is written only by the writer,
+                // which holds `state`.
+                let fresh = c * CHUNK >= self.len.load(Ordering::Relaxed);
+                let mut entries: Chunk = match (!fresh).then(|| cell.load()).as_deref() {
                     Some(Some(current)) => (**current).clone(),
                     _ => std::array::from_fn(|_| None),
                 };
@@ -314,14 +311,14 @@ impl ChannelState {
             self.next += 1;
             self.next - 1
         });
-        slots.store(&mut self.spares, index, Some(client), self.members == 0);
+        slots.store(&mut self.spares, index, Some(client));
         self.members += 1;
         index
     }
 
     /// Empties slot `index`.
     pub(crate) fn remove(&mut self, slots: &Slots, index: usize) {
-        slots.store(&mut self.spares, index, None, false);
+        slots.store(&mut self.spares, index, None);
         self.free.push(index);
         self.members = self.members.saturating_sub(1);
     }
