@@ -29,6 +29,7 @@ MODELS=(loom_subscribe loom_close loom_presence loom_broadcast loom_overflow loo
 # mutant name : model file : test that must catch it
 MUTANTS=(
   "dead_channel:loom_subscribe:subscribes_racing_last_unsubscribe_keep_the_channel"
+  "create_joins_dead:loom_subscribe:a_subscriber_losing_the_race_to_create_never_joins_a_dead_channel"
   "ghost:loom_close:subscribe_racing_close_leaves_no_ghost"
   "empty_channel:loom_close:presence_subscribe_racing_close_leaves_no_phantom_member"
   "presence_order:loom_presence:presence_joins_and_leave_reach_every_member_in_one_order"

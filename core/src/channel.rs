@@ -53,8 +53,9 @@
 //! - a client occupies at most one slot of a channel, recorded in the
 //!   client's own subscription table together with the slot index;
 //! - `members` equals the number of occupied slots;
-//! - a chunk cell is written only under `state` (one writer per channel);
-//!   an all-empty chunk is stored as `None`;
+//! - a chunk cell is written only under `state` (one writer per channel),
+//!   or set before the channel enters the Hub's table (its first member:
+//!   `Channel::with_first`); an all-empty chunk is stored as `None`;
 //! - once `dead` is set (last member left and the channel was removed from
 //!   the Hub's table) no slot is ever filled again: a subscriber that finds a
 //!   dead channel retries with a fresh one from the table (R6).
@@ -131,6 +132,15 @@ type Cell = ArcSwapOption<Chunk>;
 /// The slot of a segment past the first: its cells once allocated.
 type Segment = OnceLock<Box<[Cell]>>;
 
+/// The occupied entries of `chunk`, counted up to [`SPARE_MIN`]: all that
+/// a store asks (is the chunk empty; does it hold enough members to keep a
+/// spare). A full chunk is then read four entries deep, not sixteen: the
+/// whole count was an eighth of a join into a large channel (issue 16
+/// item 4).
+fn occupied(chunk: &Chunk) -> usize {
+    chunk.iter().filter(|e| e.is_some()).take(SPARE_MIN).count()
+}
+
 /// Maps a chunk index to (segment, offset within it).
 fn locate(index: usize) -> (usize, usize) {
     let j = index + BASE;
@@ -154,6 +164,22 @@ impl Slots {
             first: std::array::from_fn(|_| Cell::const_empty()),
             rest: OnceLock::new(),
             len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Slots holding `first` at index 0, for a channel that no broadcast
+    /// can reach yet (it is not in the Hub's table): the first chunk is
+    /// placed in its cell, not stored through arc-swap, so the channel's
+    /// creation pays no debt scan (`Hub` `create`, issue 16 item 4).
+    #[inline]
+    fn with_first(first: Arc<ClientShared>) -> Self {
+        let mut entries: Chunk = std::array::from_fn(|_| None);
+        entries[0] = Some(first);
+        let mut chunk = Some(Arc::new(entries));
+        Self {
+            first: std::array::from_fn(|_| Cell::new(chunk.take())),
+            rest: OnceLock::new(),
+            len: AtomicUsize::new(1),
         }
     }
 
@@ -195,11 +221,12 @@ impl Slots {
         // place; without a spare, the published chunk is copied (and an
         // emptied copy is never allocated).
         let at = index % CHUNK;
+        // `members`: counted up to `SPARE_MIN` (`occupied`).
         let (next, members) = match spares.get_mut(c).and_then(Option::take) {
             Some(mut spare) => {
                 let entries = Arc::make_mut(&mut spare);
                 entries[at] = value;
-                let members = entries.iter().filter(|e| e.is_some()).count();
+                let members = occupied(entries);
                 (Some(spare), members)
             }
             None => {
@@ -215,7 +242,7 @@ impl Slots {
                     _ => std::array::from_fn(|_| None),
                 };
                 entries[at] = value;
-                let members = entries.iter().filter(|e| e.is_some()).count();
+                let members = occupied(&entries);
                 ((members > 0).then(|| Arc::new(entries)), members)
             }
         };
@@ -298,8 +325,11 @@ pub(crate) struct ChannelState {
     pub(crate) members: usize,
     /// Set when the last member left and the channel left the Hub's table.
     pub(crate) dead: bool,
-    /// The roster, for presence channels.
-    pub(crate) roster: Option<Roster>,
+    /// The roster, for presence channels. Boxed: a channel is built on the
+    /// stack and moved into its `Arc`, and an inline roster (96 bytes) made
+    /// every channel's move, presence or not, a third longer (issue 16
+    /// item 4: creating a channel is part of the subscribe that needs it).
+    pub(crate) roster: Option<Box<Roster>>,
     /// The spare chunks (module doc).
     spares: Spares,
 }
@@ -335,21 +365,35 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
+    /// An empty channel, to be put in the Hub's table and then joined.
     pub(crate) fn new(name: Arc<str>) -> Self {
+        Self::build(name, Slots::new(), 0)
+    }
+
+    /// A channel whose one member, `first`, holds slot 0, built before it
+    /// is put in the Hub's table (no broadcast can reach it before then).
+    /// The caller records the subscription and runs the occupancy hook.
+    #[inline]
+    pub(crate) fn with_first(name: Arc<str>, first: Arc<ClientShared>) -> Self {
+        Self::build(name, Slots::with_first(first), 1)
+    }
+
+    #[inline]
+    fn build(name: Arc<str>, slots: Slots, members: usize) -> Self {
         let kind = classify_channel(&name);
         Self {
             name,
             kind,
-            slots: Slots::new(),
+            slots,
             state: Mutex::new(ChannelState {
                 free: Vec::new(),
-                next: 0,
-                members: 0,
+                next: members,
+                members,
                 dead: false,
-                roster: (kind == ChannelType::Presence).then(Roster::default),
+                roster: (kind == ChannelType::Presence).then(Box::default),
                 spares: Vec::new(),
             }),
-            count: AtomicUsize::new(0),
+            count: AtomicUsize::new(members),
         }
     }
 }

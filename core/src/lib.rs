@@ -42,6 +42,7 @@ mod outbox;
 mod presence;
 mod subs;
 mod sync;
+mod table;
 
 pub use auth::{AuthRequest, AuthResult, Authorizer};
 pub use channel::{classify_channel, ChannelType};

@@ -16,6 +16,7 @@
 //! | switch | breaks (file: step) | caught by (`loom-tests/tests/`) |
 //! |---|---|---|
 //! | [`dead_channel`] | `hub.rs` `leave`: the last leaver removes the channel without marking it dead, so a racing subscriber joins a channel no longer in the table (R6) | `loom_subscribe.rs` `subscribes_racing_last_unsubscribe_keep_the_channel` |
+//! | [`create_joins_dead`] | `hub/membership.rs` `create`: a subscriber that lost the race to create a channel joins the winner's channel without checking `dead`; if its last member left meanwhile, the subscriber lands in a channel no longer in the table (R6) | `loom_subscribe.rs` `a_subscriber_losing_the_race_to_create_never_joins_a_dead_channel` |
 //! | [`ghost`] | `hub.rs` `join`: no re-check of `closed` under `subs`; a close between the caller's check and the join cleans up first and leaves a ghost subscriber (R7) | `loom_close.rs` `subscribe_racing_close_leaves_no_ghost` |
 //! | [`empty_channel`] | `hub.rs` `join`: a join that created the channel and then found its client closed does not retire it, leaving it empty in the table | `loom_close.rs` `presence_subscribe_racing_close_leaves_no_phantom_member` |
 //! | [`presence_order`] | `hub.rs` `join`: the channel lock is released before the `member_added` fan-out and the hooks, so members see joins in different orders (R9) | `loom_presence.rs` `presence_joins_and_leave_reach_every_member_in_one_order` |
@@ -43,6 +44,12 @@ pub(crate) const fn dead_channel() -> bool {
     cfg!(loom_mutant = "dead_channel")
 }
 
+/// `hub/membership.rs` `create`: the race's loser joins the winner's
+/// channel without checking `dead`.
+#[inline(always)]
+pub(crate) const fn create_joins_dead() -> bool {
+    cfg!(loom_mutant = "create_joins_dead")
+}
 /// `hub.rs` `join`: no re-check of the client's `closed` under `subs`.
 #[inline(always)]
 pub(crate) const fn ghost() -> bool {

@@ -9,15 +9,17 @@
 //! subscription (issue 16 item 4, BENCHMARKS.md).
 //!
 //! Names are hashed with the Hub's flooding-resistant hasher
-//! (`hasher.rs`): a client chooses its channels' names.
+//! (`hasher.rs`): a client chooses its channels' names. Every client's
+//! table uses the hasher of the Hub's channel table (`table.rs`), so that
+//! a subscribe hashes its channel's name once for both ([`Key`]).
 
 use hashbrown::hash_table::{Entry, HashTable, VacantEntry};
 
 use crate::client::Sub;
 use crate::hasher::Hasher;
+use crate::table::Key;
 
 /// A client's subscriptions, keyed by their channels' names.
-#[derive(Default)]
 pub(crate) struct Subs {
     table: HashTable<Sub>,
     hasher: Hasher,
@@ -46,6 +48,15 @@ fn name(sub: &Sub) -> &str {
 }
 
 impl Subs {
+    /// An empty table hashing with `hasher`, the Hub's channel table's
+    /// (the [`Key`]s passed to [`Subs::vacant`] are hashed with it).
+    pub(crate) fn new(hasher: Hasher) -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher,
+        }
+    }
+
     fn hash(&self, channel: &str) -> u64 {
         self.hasher.hash_one(channel)
     }
@@ -73,13 +84,15 @@ impl Subs {
         found.ok().map(|entry| entry.remove().0)
     }
 
-    /// The vacant entry of `channel`, or `None` if the client is already
-    /// subscribed to it. One hash of the name for the check and the insert.
-    pub(crate) fn vacant<'a>(&'a mut self, channel: &'a str) -> Option<Vacant<'a>> {
-        let hash = self.hash(channel);
+    /// The vacant entry of `key`'s channel, or `None` if the client is
+    /// already subscribed to it. The name is not hashed again: `key` was
+    /// hashed with the same hasher (`Subs::new`).
+    pub(crate) fn vacant<'a>(&'a mut self, key: Key<'a>) -> Option<Vacant<'a>> {
+        debug_assert_eq!(key.hash, self.hash(key.name));
+        let channel = key.name;
         let hasher = &self.hasher;
         match self.table.entry(
-            hash,
+            key.hash,
             |sub| name(sub) == channel,
             |sub| hasher.hash_one(name(sub)),
         ) {
@@ -119,15 +132,27 @@ mod tests {
 
     #[test]
     fn subscriptions_are_found_by_their_channels_name() {
-        let mut subs = Subs::default();
+        let hasher = Hasher::default();
+        let mut subs = Subs::new(hasher.clone());
+        let key = |name: &str| hasher.hash_one(name);
         // Enough names to make the table grow (rehash through `name`).
         for i in 0..100 {
             let channel = format!("c{i}");
-            let vacant = subs.vacant(&channel).expect("not subscribed yet");
+            let hash = key(&channel);
+            let vacant = subs
+                .vacant(Key {
+                    name: &channel,
+                    hash,
+                })
+                .expect("not subscribed yet");
             vacant.insert(sub(&channel, i));
         }
         assert_eq!(subs.len(), 100);
-        assert!(subs.vacant("c7").is_none(), "already subscribed");
+        let c7 = Key {
+            name: "c7",
+            hash: key("c7"),
+        };
+        assert!(subs.vacant(c7).is_none(), "already subscribed");
         assert_eq!(subs.get("c42").map(|s| s.slot), Some(42));
         assert!(subs.contains("c99") && !subs.contains("c100"));
         assert_eq!(subs.remove("c42").map(|s| s.slot), Some(42));

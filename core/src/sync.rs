@@ -33,7 +33,8 @@ mod imp {
     pub(crate) type DashMap<K, V> = dashmap::DashMap<K, V, crate::hasher::Hasher>;
     pub(crate) type Mutex<T> = std::sync::Mutex<T>;
     pub(crate) type OnceLock<T> = std::sync::OnceLock<T>;
-    pub(crate) use std::sync::{Arc, MutexGuard, Weak};
+    pub(crate) type RwLock<T> = std::sync::RwLock<T>;
+    pub(crate) use std::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard, Weak};
 
     pub(crate) mod atomic {
         pub(crate) type AtomicBool = std::sync::atomic::AtomicBool;
@@ -49,6 +50,16 @@ mod imp {
     /// consistent.
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Read-locks, recovering the data from poison (as [`lock`]).
+    pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+        l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Write-locks, recovering the data from poison (as [`lock`]).
+    pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+        l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

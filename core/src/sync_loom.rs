@@ -15,7 +15,8 @@
 //! |---|---|---|
 //! | `std::sync::atomic::*` | `loom::sync::atomic::*` | every interleaving and every value a load may read under the C11 model |
 //! | `std::sync::Mutex` | `loom::sync::Mutex` | blocking, acquire/release, deadlock detection |
-//! | `dashmap::DashMap` | [`DashMap`]: two shards, each a `loom::sync::RwLock<Vec<(K, V)>>` | shard locks held for exactly the lifetime of a guard (`get`, `entry`) or one call (`insert`, `remove_if`, `len`); `iter` visits shards one at a time, so an insert into an already-visited shard is missed, as with dashmap |
+//! | `std::sync::RwLock` (the channel table's shards, `table.rs`) | `loom::sync::RwLock` | as the mutex, with shared readers |
+//! | `dashmap::DashMap` (the client table) | [`DashMap`]: two shards, each a `loom::sync::RwLock<Vec<(K, V)>>` | shard locks held for exactly the lifetime of a guard (`get`, `entry`) or one call (`insert`, `remove_if`, `len`); `iter` visits shards one at a time, so an insert into an already-visited shard is missed, as with dashmap |
 //! | `arc_swap::ArcSwapOption` | [`ArcSwapOption`]: a `loom::sync::Mutex<Option<Arc<T>>>` | a linearizable load/store cell: `store` releases, `load` acquires |
 //! | `crossbeam_queue::SegQueue` | [`SegQueue`]: a loom-mutex-guarded `VecDeque` plus `head`/`tail` counters | unbounded MPMC queue; `push` is a SeqCst read-modify-write on `tail`, `pop` on `head`, and `is_empty` loads both with SeqCst, the orderings the outbox's wake-up protocol relies on (`outbox.rs`) |
 //! | `std::sync::OnceLock` (channel segments) | [`OnceLock`]: a `std` `OnceLock` for storage plus a loom `AtomicBool` that publishes it | a reader that has not synchronised with the initialisation sees `None` (the segment array's lock-free readers, `channel.rs`) |
@@ -72,7 +73,7 @@ use std::ops::Deref;
 use std::sync::PoisonError;
 
 pub(crate) use loom::sync::{Mutex, MutexGuard};
-use loom::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use loom::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub(crate) use std::sync::{Arc, Weak};
 
 pub(crate) mod atomic {
@@ -87,11 +88,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+/// Read-locks, recovering the data from poison (as [`lock`]).
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+/// Write-locks, recovering the data from poison (as [`lock`]).
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -168,6 +171,13 @@ impl<T> ArcSwapOption<T> {
     pub(crate) fn const_empty() -> Self {
         Self {
             cell: Mutex::new(None),
+        }
+    }
+
+    /// A cell holding `value`.
+    pub(crate) fn new(value: Option<Arc<T>>) -> Self {
+        Self {
+            cell: Mutex::new(value),
         }
     }
 

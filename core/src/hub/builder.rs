@@ -6,6 +6,7 @@ use crate::client::SlowConsumerPolicy;
 use crate::presence::{JsonPresenceEncoder, PresenceEncoder, PresenceMode};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use crate::sync::{Arc, DashMap, Mutex};
+use crate::table::ChannelTable;
 
 /// Options for a [`Hub`].
 ///
@@ -136,7 +137,7 @@ impl HubBuilder {
     pub fn build(self) -> Hub {
         Hub(Arc::new(HubInner {
             clients: DashMap::default(),
-            channels: DashMap::default(),
+            channels: ChannelTable::new(),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             buffer: self.buffer,

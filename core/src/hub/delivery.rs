@@ -73,7 +73,7 @@ impl Hub {
         except: Option<&Client>,
     ) -> Result<()> {
         self.check_open()?;
-        let Some(ch) = self.0.channels.get(channel).map(|c| Arc::clone(c.value())) else {
+        let Some(ch) = self.0.channels.find(channel) else {
             return Ok(());
         };
         let mut shut = Vec::new();

@@ -5,13 +5,14 @@
 
 use super::delivery::fan_out;
 use super::{ChannelEvent, HubInner, CLOSE_GOING_AWAY};
-use crate::channel::{Channel, ChannelState};
+use crate::channel::{classify_channel, Channel, ChannelState, ChannelType};
 use crate::client::{Client, Enqueued, Sub};
 use crate::error::{Error, Result};
 use crate::mutants;
 use crate::presence::{Member, PresenceEvent, PresenceMode, RosterKey};
 use crate::sync::atomic::Ordering;
 use crate::sync::{lock, Arc};
+use crate::table::Key;
 use std::thread::JoinHandle;
 
 impl HubInner {
@@ -23,20 +24,28 @@ impl HubInner {
         member: Option<Member>,
         shut: &mut Vec<Client>,
     ) -> Result<()> {
+        // One hash of the name, for the table and the client's
+        // subscriptions (`table.rs`).
+        let key = self.channels.key(name);
         loop {
             let mut created = false;
-            // Most subscribes join an existing channel: look it up without
-            // allocating a key; allocate one only to create the channel.
-            let existing = self.channels.get(name).map(|c| Arc::clone(c.value()));
-            let ch = match existing {
+            let ch = match self.channels.get(key) {
                 Some(ch) => ch,
+                // A public or private channel is built with its first
+                // member in it (`create`); a presence one is created empty
+                // here, then joined below (its roster frame goes first).
+                None if classify_channel(name) != ChannelType::Presence => {
+                    return self.create(client, key, shut);
+                }
                 None => {
-                    let key: Arc<str> = Arc::from(name);
-                    let entry = self.channels.entry(Arc::clone(&key)).or_insert_with(|| {
-                        created = true;
-                        Arc::new(Channel::new(key))
-                    });
-                    Arc::clone(entry.value())
+                    let fresh = Arc::new(Channel::new(Arc::from(name)));
+                    match self.channels.insert_new(key.hash, &fresh) {
+                        Some(other) => other,
+                        None => {
+                            created = true;
+                            fresh
+                        }
+                    }
                 }
             };
             // Relaxed: a counter; the bound may be passed by one per
@@ -65,7 +74,7 @@ impl HubInner {
             let held = subs.len();
             // One hash of the name for the check and the insert; the
             // subscription is found by its channel's name (`subs.rs`).
-            let Some(vacant) = subs.vacant(name) else {
+            let Some(vacant) = subs.vacant(key) else {
                 return Ok(());
             };
             if held >= self.max_subscriptions {
@@ -154,10 +163,7 @@ impl HubInner {
                     }
                 }
             }
-            let slot = state.insert(&ch.slots, client.0.clone());
-            self.occupancy(&ch.name, state.members, true);
-            // Relaxed: a statistic; `state` orders the writers.
-            ch.count.store(state.members, Ordering::Relaxed);
+            let slot = self.add_member(&ch, &mut state, client);
             // The channel's lock goes before the subscription is recorded,
             // so that `ch` moves into it (no reference-count round trip):
             // `subs` is still held, and every path that reads a client's
@@ -172,6 +178,106 @@ impl HubInner {
         }
     }
 
+    /// Creates the public or private channel `name` with `client` as its
+    /// one member, or joins the channel that a racing subscriber put in the
+    /// table first (authorization already done; `join` found no channel).
+    ///
+    /// The channel is built with its member in slot 0 before it enters the
+    /// table (`Channel::with_first`): no broadcast can reach it before
+    /// then, so its first chunk is placed, not published through an
+    /// arc-swap store (which scans every thread's debt slots), and its
+    /// `state` is not locked (issue 16 item 4, BENCHMARKS.md). So that
+    /// this keeps the order `join` keeps:
+    /// - every check that can refuse the subscribe (closed, already
+    ///   subscribed, the subscription and channel bounds) comes first, so a
+    ///   refused subscribe never leaves a channel behind;
+    /// - the `subscribed` frame is queued before the member is visible to
+    ///   any broadcast (it precedes every frame of the channel);
+    /// - the occupancy hook runs after the channel entered the table,
+    ///   without its `state`: it still reports the channel occupied before
+    ///   anyone can report it vacated, since that takes this member's
+    ///   leave, which needs the client's `subs`, held here until the
+    ///   subscription is recorded.
+    ///
+    /// Lock order as elsewhere: the client's `subs`, then a channel's
+    /// `state`, then the table's shard.
+    fn create(&self, client: &Client, key: Key<'_>, shut: &mut Vec<Client>) -> Result<()> {
+        let name = key.name;
+        let mut subs = lock(&client.0.subs);
+        // Mutant `ghost` (`crate::mutants`): as in `join`.
+        if !mutants::ghost() && client.0.is_closed() {
+            return Err(Error::Closed);
+        }
+        let held = subs.len();
+        let Some(vacant) = subs.vacant(key) else {
+            return Ok(());
+        };
+        if held >= self.max_subscriptions {
+            return Err(Error::TooManySubscriptions(self.max_subscriptions));
+        }
+        // Counted before the channel exists, and given back below if this
+        // subscribe joins another's channel instead. Relaxed: a counter
+        // (see `join`).
+        let counted = self.max_channels != usize::MAX;
+        if counted && self.channel_total.fetch_add(1, Ordering::Relaxed) >= self.max_channels {
+            self.channel_total.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::TooManyChannels(self.max_channels));
+        }
+        if let Some(frame) = self.encoder.subscribed(name, classify_channel(name)) {
+            if client.0.enqueue(frame, true) != Enqueued::Queued {
+                shut.push(client.clone());
+                if counted {
+                    self.channel_total.fetch_sub(1, Ordering::Relaxed);
+                }
+                return Err(Error::Closed);
+            }
+        }
+        loop {
+            let ch = Arc::new(Channel::with_first(Arc::from(name), client.0.clone()));
+            let Some(other) = self.channels.insert_new(key.hash, &ch) else {
+                self.occupancy(name, 1, true);
+                vacant.insert(Sub {
+                    channel: ch,
+                    slot: 0,
+                    presence: None,
+                });
+                return Ok(());
+            };
+            // A racing subscriber created it first: drop ours (and the
+            // reference to the client in its slot) and join that one,
+            // unless its last member left meanwhile (then it is out of the
+            // table: try again).
+            drop(ch);
+            let mut state = lock(&other.state);
+            // Mutant `create_joins_dead` (`crate::mutants`): without this,
+            // a subscriber joins a channel already out of the table.
+            if state.dead && !mutants::create_joins_dead() {
+                continue;
+            }
+            if counted {
+                self.channel_total.fetch_sub(1, Ordering::Relaxed);
+            }
+            let slot = self.add_member(&other, &mut state, client);
+            drop(state);
+            vacant.insert(Sub {
+                channel: other,
+                slot,
+                presence: None,
+            });
+            return Ok(());
+        }
+    }
+
+    /// Puts `client` in a slot of `ch`, runs the occupancy hook and updates
+    /// the lock-free count; returns the slot. Caller holds `ch`'s `state`.
+    fn add_member(&self, ch: &Channel, state: &mut ChannelState, client: &Client) -> usize {
+        let slot = state.insert(&ch.slots, client.0.clone());
+        self.occupancy(&ch.name, state.members, true);
+        // Relaxed: a statistic; `state` orders the writers.
+        ch.count.store(state.members, Ordering::Relaxed);
+        slot
+    }
+
     /// Destroys an empty channel: marks it dead and removes it from the
     /// table (R6). Called by the last leaver, and by a join that failed
     /// after creating (or finding) the channel, so that it is never left
@@ -181,9 +287,7 @@ impl HubInner {
             return;
         }
         state.dead = true;
-        let removed = self
-            .channels
-            .remove_if(&ch.name, |_, current| Arc::ptr_eq(current, ch));
+        let removed = self.channels.remove_same(ch);
         if removed.is_some() && self.max_channels != usize::MAX {
             // Relaxed: a counter (see `join`).
             self.channel_total.fetch_sub(1, Ordering::Relaxed);
@@ -214,7 +318,7 @@ impl HubInner {
                 // marking it dead, so a racing subscriber can join a channel
                 // no longer in the table.
                 drop(state);
-                self.channels.remove(&ch.name);
+                self.channels.remove_named(&ch.name);
             } else {
                 self.discard_if_empty(ch, &mut state);
             }
@@ -222,7 +326,8 @@ impl HubInner {
     }
 
     /// Runs the `on_channel` hook if `members` (after a join or a leave)
-    /// is a change of occupancy; caller holds the channel's `state`.
+    /// is a change of occupancy; caller holds the channel's `state` (or, in
+    /// `create`, the subscribing client's `subs`: see there).
     fn occupancy(&self, channel: &str, members: usize, joined: bool) {
         if members != usize::from(joined) {
             return;

@@ -3,11 +3,13 @@
 //!
 //! # Concurrency protocol
 //!
-//! - `clients` (`DashMap<u64, Client>`) and `channels`
-//!   (`DashMap<Arc<str>, Arc<Channel>>`): shard locks are held only for a
-//!   single insert, lookup or removal, never across user code, a fan-out or
-//!   another lock, except `remove_if` on `channels` which runs under the
-//!   channel's `state` mutex (order: `state` → shard).
+//! - `clients` (`DashMap<u64, Client>`) and `channels` (`ChannelTable`,
+//!   `table.rs`: shards of channels found by name): shard locks are held
+//!   only for a single insert, lookup or removal, never across user code,
+//!   a fan-out or another lock, except that a channel's removal
+//!   (`remove_same`) and a new channel's insert run under the client's
+//!   `subs` and, for the removal, the channel's `state` (order: `subs` →
+//!   `state` → shard).
 //! - **Broadcast** (any thread): looks the channel up (a shard read lock held
 //!   for one clone of an `Arc`), then walks its slots lock-free and enqueues
 //!   to each member without blocking (`channel.rs`, `outbox.rs`). It takes
@@ -17,7 +19,9 @@
 //!   frames and `on_presence` hooks run under `state`, so each channel's
 //!   joins and leaves are totally ordered and every member sees that order
 //!   (R9). The authorizer runs before any lock is taken (R15).
-//! - **Channel life**: created by the first subscriber (`entry`), destroyed
+//! - **Channel life**: created by the first subscriber (`create`, with the
+//!   subscriber already in it; a presence channel empty, then joined),
+//!   destroyed
 //!   by the last leaver, which marks it `dead` under `state` and removes it
 //!   from the table; a subscriber that locks a dead channel retries with a
 //!   fresh one, so a channel never vanishes under a member (R6).
@@ -35,7 +39,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 
 use crate::auth::{AuthRequest, Authorizer};
-use crate::channel::{classify_channel, Channel, ChannelType};
+use crate::channel::{classify_channel, ChannelType};
 use crate::client::{Client, ClientShared, SlowConsumerPolicy, Transport};
 use crate::conn::{writer_loop, Conn, WriterTransport};
 use crate::error::{Error, Result};
@@ -46,6 +50,7 @@ use crate::presence::{Member, PresenceEncoder, PresenceEvent, PresenceMode};
 use crate::subs::Subs;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{lock, Arc, DashMap, Mutex};
+use crate::table::ChannelTable;
 
 mod builder;
 mod delivery;
@@ -91,7 +96,7 @@ pub struct ChannelEvent<'a> {
 
 pub(crate) struct HubInner {
     clients: DashMap<u64, Client>,
-    channels: DashMap<Arc<str>, Arc<Channel>>,
+    channels: ChannelTable,
     closed: AtomicBool,
     next_id: AtomicU64,
     buffer: usize,
@@ -222,7 +227,7 @@ impl Hub {
             policy: hub.policy,
             auth,
             transport,
-            subs: Mutex::new(Subs::default()),
+            subs: Mutex::new(Subs::new(hub.channels.hasher().clone())),
             hub: Arc::downgrade(&self.0),
             conn,
             writer: Mutex::new(None),
@@ -340,7 +345,7 @@ impl Hub {
     pub fn channel_count(&self, channel: &str) -> usize {
         self.0
             .channels
-            .get(channel)
+            .find(channel)
             // Relaxed: a statistic, updated under the channel's state lock.
             .map_or(0, |c| c.count.load(Ordering::Relaxed))
     }
@@ -350,9 +355,10 @@ impl Hub {
         let mut out: Vec<_> = self
             .0
             .channels
-            .iter()
+            .snapshot()
+            .into_iter()
             // Relaxed: a statistic.
-            .map(|e| (e.key().to_string(), e.value().count.load(Ordering::Relaxed)))
+            .map(|c| (c.name.to_string(), c.count.load(Ordering::Relaxed)))
             .filter(|(_, n)| *n > 0)
             .collect();
         out.sort();
@@ -371,7 +377,7 @@ impl Hub {
     /// A copy of a presence channel's roster in join order; empty for
     /// unknown or non-presence channels (R11).
     pub fn presence(&self, channel: &str) -> Vec<Member> {
-        let Some(ch) = self.0.channels.get(channel).map(|c| Arc::clone(c.value())) else {
+        let Some(ch) = self.0.channels.find(channel) else {
             return Vec::new();
         };
         let state = lock(&ch.state);
