@@ -20,11 +20,14 @@
 //!   members) and walks the chunk's entries as plain pointers.
 //! - **Join / leave** (any thread, under the channel's `state` mutex): a join
 //!   takes a slot index from the free list, or the next index past `len`;
-//!   a leave empties its slot and returns the index to the free list. Either
+//!   a leave empties its slot and returns the index to the free list (the
+//!   last leave only empties it: the channel is discarded next). Either
 //!   publishes a new version of the one chunk holding the slot (16
-//!   pointers) with that entry changed: a copy, or the spare (below). Nothing else is copied, so joining a
-//!   channel of 100k members costs the same as joining an empty one
-//!   (allocating a new segment is amortised O(1)).
+//!   pointers) with that entry changed: a copy, or the spare (below).
+//!   Nothing else is copied, so joining a channel of 100k members costs
+//!   the same as joining an empty one (allocating a new segment is
+//!   amortised O(1)). A channel's first member is placed before the
+//!   channel is shared (`Channel::with_first`), not published.
 //!
 //! # Spare chunks
 //!
@@ -278,6 +281,15 @@ impl Slots {
         }
     }
 
+    /// Empties the chunk of slot `index`, which holds no other member
+    /// (the channel's last leave, `ChannelState::remove`): publishes `None`
+    /// (an all-empty chunk is stored as `None`), keeps no spare.
+    fn clear(&self, index: usize) {
+        if let Some(cell) = self.cell(index / CHUNK) {
+            cell.store(None);
+        }
+    }
+
     /// Calls `f` on every current member; lock-free. (The Hub's fan-outs
     /// walk chunks: `hub/delivery.rs`.)
     #[cfg(test)]
@@ -348,9 +360,18 @@ impl ChannelState {
 
     /// Empties slot `index`.
     pub(crate) fn remove(&mut self, slots: &Slots, index: usize) {
+        self.members = self.members.saturating_sub(1);
+        if self.members == 0 {
+            // The last member: the Hub discards the channel next, under
+            // this same lock (R6), and no slot of it is filled again. So
+            // the slot is emptied but its chunk is not kept as a spare,
+            // nor its index put on the free list: two allocations (and
+            // their frees) for a channel about to be freed.
+            slots.clear(index);
+            return;
+        }
         slots.store(&mut self.spares, index, None);
         self.free.push(index);
-        self.members = self.members.saturating_sub(1);
     }
 }
 
