@@ -52,11 +52,16 @@ pub(crate) struct ChannelTable {
 
 /// Shards: as dashmap's default, four per core rounded up to a power of
 /// two (at most 1,024), so that joins on different channels rarely meet
-/// on a write lock.
+/// on a write lock. The core count is read once per process, as dashmap
+/// does: `available_parallelism` reads cgroup files, and a Hub per input
+/// (the `hub_ops` fuzz target) paid that at every input.
 #[cfg(not(loom))]
 fn shard_count() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    (cores * 4).next_power_of_two().min(1024)
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        (cores * 4).next_power_of_two().min(1024)
+    })
 }
 
 #[cfg(loom)]
