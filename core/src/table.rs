@@ -139,18 +139,21 @@ impl ChannelTable {
     /// if it was in the table, to be dropped by the caller after the
     /// shard's lock is released.
     pub(crate) fn remove_same(&self, ch: &Arc<Channel>) -> Option<Arc<Channel>> {
-        let hash = self.hasher.hash_one(&*ch.name);
-        let mut shard = write(self.shard(hash));
-        let found = shard.find_entry(hash, |c| Arc::ptr_eq(c, ch)).ok()?;
-        Some(found.remove().0)
+        self.remove_where(&ch.name, |c| Arc::ptr_eq(c, ch))
     }
 
     /// Removes the channel named `name`, whichever it is (the
     /// `dead_channel` mutant's removal, `crate::mutants`).
     pub(crate) fn remove_named(&self, name: &str) -> Option<Arc<Channel>> {
+        self.remove_where(name, |c| &*c.name == name)
+    }
+
+    /// Removes the channel of `name`'s shard that `is` picks, and returns
+    /// it (dropped by the caller, after the lock).
+    fn remove_where(&self, name: &str, is: impl Fn(&Arc<Channel>) -> bool) -> Option<Arc<Channel>> {
         let hash = self.hasher.hash_one(name);
         let mut shard = write(self.shard(hash));
-        let found = shard.find_entry(hash, |c| &*c.name == name).ok()?;
+        let found = shard.find_entry(hash, is).ok()?;
         Some(found.remove().0)
     }
 

@@ -86,7 +86,6 @@ impl HubInner {
             if state.dead {
                 continue;
             }
-            let mut presence = None;
             match (&member, state.roster.is_some()) {
                 (Some(member), true) => {
                     let key = match self.mode {
@@ -145,11 +144,10 @@ impl HubInner {
                         fan_out(&ch.slots, &frame, true, except, shut);
                         self.fire(name, true, member, client.id());
                     }
-                    presence = Some(Box::new((key, member.clone())));
                     vacant.insert(Sub {
                         channel: Arc::clone(&ch),
                         slot,
-                        presence,
+                        presence: Some(Box::new((key, member.clone()))),
                     });
                     return Ok(());
                 }
@@ -172,7 +170,7 @@ impl HubInner {
             vacant.insert(Sub {
                 channel: ch,
                 slot,
-                presence: presence.take(),
+                presence: None,
             });
             return Ok(());
         }
@@ -218,17 +216,16 @@ impl HubInner {
         // Counted before the channel exists, and given back below if this
         // subscribe joins another's channel instead. Relaxed: a counter
         // (see `join`).
-        let counted = self.max_channels != usize::MAX;
-        if counted && self.channel_total.fetch_add(1, Ordering::Relaxed) >= self.max_channels {
-            self.channel_total.fetch_sub(1, Ordering::Relaxed);
+        if self.max_channels != usize::MAX
+            && self.channel_total.fetch_add(1, Ordering::Relaxed) >= self.max_channels
+        {
+            self.uncount_channel();
             return Err(Error::TooManyChannels(self.max_channels));
         }
         if let Some(frame) = self.encoder.subscribed(name, classify_channel(name)) {
             if client.0.enqueue(frame, true) != Enqueued::Queued {
                 shut.push(client.clone());
-                if counted {
-                    self.channel_total.fetch_sub(1, Ordering::Relaxed);
-                }
+                self.uncount_channel();
                 return Err(Error::Closed);
             }
         }
@@ -254,9 +251,7 @@ impl HubInner {
             if state.dead && !mutants::create_joins_dead() {
                 continue;
             }
-            if counted {
-                self.channel_total.fetch_sub(1, Ordering::Relaxed);
-            }
+            self.uncount_channel();
             let slot = self.add_member(&other, &mut state, client);
             drop(state);
             vacant.insert(Sub {
@@ -287,9 +282,15 @@ impl HubInner {
             return;
         }
         state.dead = true;
-        let removed = self.channels.remove_same(ch);
-        if removed.is_some() && self.max_channels != usize::MAX {
-            // Relaxed: a counter (see `join`).
+        if self.channels.remove_same(ch).is_some() {
+            self.uncount_channel();
+        }
+    }
+
+    /// Takes one channel off `channel_total`, which is kept only when
+    /// `max_channels` is set. Relaxed: a counter (see `join`).
+    fn uncount_channel(&self) {
+        if self.max_channels != usize::MAX {
             self.channel_total.fetch_sub(1, Ordering::Relaxed);
         }
     }
