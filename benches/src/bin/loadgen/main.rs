@@ -15,8 +15,14 @@
 //!
 //! `--raw-tcp` starts a tiny server in this binary that does a minimal
 //! WebSocket handshake and writes pre-built frames of the same shape, fanning
-//! each "publish" out to every connection from one thread: this machine's
-//! ceiling for the same client, so results can be read as a fraction of it.
+//! each "publish" out to its channel's connections from the publishing
+//! thread (no hop, no HTTP, no parsing): this machine's ceiling for the same
+//! client, so results can be read as a fraction of it. With `--rate` it
+//! publishes that many events per second in total, one channel after
+//! another, as the HTTP publisher does. It holds both ends of every
+//! connection, so it needs two descriptors per connection: it refuses a
+//! count the open-file limit cannot hold (about 9,990 under a limit of
+//! 20,000) instead of stalling at the connect deadline.
 //!
 //! The client side is mio event loops (`--threads`), reading with large
 //! buffers and parsing frames itself (no JSON parse on the hot path: it looks
@@ -149,6 +155,7 @@ fn run(args: Args) -> Result<(), String> {
     let start = Instant::now();
     let mut raw = None;
     let target = if args.raw_tcp {
+        check_raw_descriptors(args.connections)?;
         let r = RawServer::start(&args, start).map_err(|e| format!("raw server: {e}"))?;
         let addr = r.addr;
         raw = Some(r);
@@ -341,6 +348,33 @@ fn run(args: Args) -> Result<(), String> {
 
 // ---------------------------------------------------------------- clients
 
+/// `--raw-tcp` holds both ends of each connection in this process: two
+/// descriptors per connection, plus a margin for the listener, the polls
+/// and the publisher. Past the soft open-file limit the in-process server's
+/// accepts fail and the run would wait out the connect deadline.
+fn check_raw_descriptors(connections: usize) -> Result<(), String> {
+    const MARGIN: usize = 64;
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    match soft_open_files(&limits) {
+        Some(soft) if 2 * connections + MARGIN > soft => Err(format!(
+            "--raw-tcp needs two descriptors per connection: {connections} connections need \
+             {} under an open-file limit of {soft}; use at most {}",
+            2 * connections + MARGIN,
+            soft.saturating_sub(MARGIN) / 2
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The soft "Max open files" of a `/proc/<pid>/limits` text.
+fn soft_open_files(limits: &str) -> Option<usize> {
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+}
+
 fn proc_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -366,6 +400,15 @@ fn proc_cpu_s(pid: u32) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_soft_open_file_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max cpu time              unlimited            unlimited            seconds   \n\
+                      Max open files            20000                40000                files     \n";
+        assert_eq!(soft_open_files(limits), Some(20_000));
+        assert_eq!(soft_open_files("Max processes 5 5 processes\n"), None);
+    }
 
     #[test]
     fn source_addresses_count_up_through_the_loopback_net_and_wrap() {
