@@ -199,5 +199,5 @@ fn stress_4000_clients_128_channels_end_clean() {
     }
     drop(peers);
     drop(hubs);
-    assert_eq!(thread_count(), threads_before);
+    assert_eq!(settled_thread_count(threads_before), threads_before);
 }

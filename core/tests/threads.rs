@@ -22,5 +22,5 @@ fn r16_dropping_the_hub_closes_clients_and_joins_writer_threads() {
     for (_, p) in &peers {
         until_eof(p);
     }
-    assert_eq!(thread_count(), before);
+    assert_eq!(settled_thread_count(before), before);
 }

@@ -127,6 +127,27 @@ pub fn before_marker(hub: &Hub, channel: &str, peer: &MemoryConn) -> Vec<String>
     }
 }
 
+/// The thread count once the kernel has released the threads just joined,
+/// if it falls to `expected`: read until it does, for at most 5 s, and
+/// returned for the caller to assert on.
+///
+/// A join returns when the thread's id is cleared, early in the kernel's
+/// exit path; `Threads:` drops only when the task is released, a little
+/// later. So a count read right after joining 50 threads was one or two
+/// high in ~2 % of runs (measured: the next read, ~150 µs later, was
+/// right every time). A thread that was never joined and keeps running
+/// still fails the caller's assertion.
+pub fn settled_thread_count(expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let n = thread_count();
+        if n == expected || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Threads of this process (Linux).
 pub fn thread_count() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
