@@ -329,10 +329,8 @@ impl Slots {
 
 /// Writer-side state of a channel, guarded by `Channel::state`.
 pub(crate) struct ChannelState {
-    /// Emptied slot indices, reused before growing.
+    /// Emptied slot indices, reused before growing (past `Slots::len`).
     free: Vec<usize>,
-    /// Next never-used slot index.
-    next: usize,
     /// Number of occupied slots.
     pub(crate) members: usize,
     /// Set when the last member left and the channel left the Hub's table.
@@ -349,10 +347,11 @@ pub(crate) struct ChannelState {
 impl ChannelState {
     /// Puts `client` in a free slot and returns its index.
     pub(crate) fn insert(&mut self, slots: &Slots, client: Arc<ClientShared>) -> usize {
-        let index = self.free.pop().unwrap_or_else(|| {
-            self.next += 1;
-            self.next - 1
-        });
+        // Relaxed: `len` is written only under `state`, which we hold.
+        let index = self
+            .free
+            .pop()
+            .unwrap_or_else(|| slots.len.load(Ordering::Relaxed));
         slots.store(&mut self.spares, index, Some(client));
         self.members += 1;
         index
@@ -408,7 +407,6 @@ impl Channel {
             slots,
             state: Mutex::new(ChannelState {
                 free: Vec::new(),
-                next: members,
                 members,
                 dead: false,
                 roster: (kind == ChannelType::Presence).then(Box::default),
