@@ -33,6 +33,9 @@
 //! | [`refuse_on_stale_count`] | `outbox.rs` `reserve`: refuses on a plain load of the count, which may predate a pop whose bytes are already reported unsent (counted twice) | `loom_bytes.rs` `a_reader_that_keeps_up_is_never_disconnected_for_a_burst_that_fits` |
 //! | [`reserve_not_atomic`] | `outbox.rs` `reserve`: a plain store instead of the compare-and-swap; a racing push's bytes are lost from the count (R14, R34) | `loom_bytes.rs` `every_frame_is_delivered_or_dropped_once_and_no_byte_leaks` |
 //! | [`bound_ignores_unsent`] | `outbox.rs` `over`: the bound counts only what is queued, so bytes the socket refused do not count and a client that stopped reading is never found slow (R34) | `loom_bytes.rs` `unsent_bytes_count_toward_the_bound_drop_message` (and `..._disconnect_client`) |
+//! | [`ring_after_spill`] | `outbox.rs` `fifo_push`: a producer uses the ring whenever it has a free slot, even while frames wait in the overflow; a later frame then leaves before an earlier one (R30's order) | `loom_fifo.rs` `frames_leave_in_order_across_the_ring_and_the_overflow` |
+//! | [`pop_skips_unwritten`] | `outbox.rs` `fifo_pop`: a ring slot claimed but not yet written is passed over for the overflow, whose frames are later than the ring's | `loom_fifo.rs` `a_slot_being_written_is_waited_for_not_passed_over` |
+//! | [`head_before_take`] | `outbox.rs` `fifo_pop`: the ring's head is advanced before the slot is emptied, so the next lap's producer can store over a frame not yet taken; it is lost and a later one leaves in its place | `loom_fifo.rs` `frames_leave_in_order_across_the_ring_and_the_overflow` |
 //!
 //! To add one: a switch here and a row above, one `if mutants::name()` at
 //! the step it breaks, and a line in `loom-tests/run.sh`'s `MUTANTS` list
@@ -151,4 +154,22 @@ pub(crate) const fn reserve_not_atomic() -> bool {
 #[inline(always)]
 pub(crate) const fn bound_ignores_unsent() -> bool {
     cfg!(loom_mutant = "bound_ignores_unsent")
+}
+
+/// `outbox.rs` `fifo_push`: the ring is used while frames are spilled.
+#[inline(always)]
+pub(crate) const fn ring_after_spill() -> bool {
+    cfg!(loom_mutant = "ring_after_spill")
+}
+
+/// `outbox.rs` `fifo_pop`: a claimed but unwritten slot is passed over.
+#[inline(always)]
+pub(crate) const fn pop_skips_unwritten() -> bool {
+    cfg!(loom_mutant = "pop_skips_unwritten")
+}
+
+/// `outbox.rs` `fifo_pop`: the head is advanced before the take.
+#[inline(always)]
+pub(crate) const fn head_before_take() -> bool {
+    cfg!(loom_mutant = "head_before_take")
 }

@@ -18,10 +18,29 @@
 //!
 //! # Layout and cost
 //!
-//! - The queue is crossbeam's `SegQueue`: blocks of 31 slots allocated as
-//!   frames arrive, so an idle client holds no ring (v1 held 64 slots,
-//!   1 KiB, from the start) and a burst can queue more than 64 frames while
-//!   within the byte bound.
+//! - The frames sit first in a **ring of [`RING`] slots inline in the
+//!   outbox** (32; 2 under loom), and only when the ring is full in an
+//!   **overflow**, crossbeam's `SegQueue`: blocks of 31 slots allocated as
+//!   frames arrive, so a burst the server produces (1,000 subscription acks,
+//!   a presence roster) can queue far more than the ring while within the
+//!   byte bound.
+//! - Why a ring of our own in front of the `SegQueue` (issue 16, item 3):
+//!   a fan-out pushes one frame into each of thousands of outboxes, and
+//!   with the `SegQueue` alone every push wrote into the member's current
+//!   block, allocated somewhere in the heap as traffic went by: one cache
+//!   miss per member that no prefetch can hide, 56% of a 10k presence
+//!   fan-out's time in `SegQueue::push` (BENCHMARKS.md). The ring's slots
+//!   sit next to the outbox's header, which the push reads anyway, and
+//!   never move. A 32-slot ring (prototype) cut the 10k presence join ~40% and the 10k
+//!   hub fan-out ~25% (BENCHMARKS.md). crossbeam's `ArrayQueue` is the same
+//!   algorithm, but its buffer is one more heap allocation (the miss again)
+//!   and it cannot hand over to an overflow in order; so the ring is
+//!   written here, in safe code: the slots are crossbeam `AtomicCell`s,
+//!   lock-free for a one-pointer `Option<Frame>` (asserted below).
+//! - Memory: the ring is 32 × 8 = 256 bytes per client, half the one
+//!   `SegQueue` block (31 slots, 512 bytes) that every client which had
+//!   received a frame held before; now a client holds a block only once its
+//!   ring has filled (BENCHMARKS.md).
 //! - `queued` packs the queued bytes (low 40 bits) and frames (high 24
 //!   bits) in one `AtomicU64`, so a push accounts for both with one
 //!   compare-and-swap, taken only if the frame fits (a reservation made
@@ -30,12 +49,53 @@
 //!   cannot make a racing frame that fits look over the bound. Relaxed: it
 //!   is a bound, not a synchronisation. `unsent` is a separate report, so a
 //!   push may judge by one a drain old.
-//! - The hot fields (`closed`, `scheduled`, `queued`, `unsent`, the limits)
-//!   come first in a `repr(C)` struct aligned like the queue (128 bytes), so
-//!   they share one cache line; the queue's head and tail follow on lines of
-//!   their own (crossbeam pads them).
+//! - The hot fields (`closed`, `scheduled`, `queued`, `unsent`, the limits,
+//!   the ring's `ends`) come first in a `repr(C)` struct aligned
+//!   like the `SegQueue` (128 bytes), so they share one cache line; the
+//!   ring follows, then the `SegQueue`'s head and tail on lines of their
+//!   own (crossbeam pads them).
 //! - A frame's cost is its wire length ([`Frame::wire_len`]): the payload
 //!   plus the 2–10 byte WebSocket header a server frame carries.
+//!
+//! # The ring and the overflow, in order
+//!
+//! `ends` packs the ring's head (the next index to take), its tail (the
+//! next index to claim) and `spilled`, the number of frames counted into
+//! the overflow, in one `AtomicU64` ([`Ends`]), so that a push is **one**
+//! read-modify-write on it, and the three are never read apart. A slot is
+//! an `AtomicCell<Option<Frame>>`: `None` when empty.
+//!
+//! Producer (`fifo_push`): while `spilled` is 0 and the ring is not full
+//! (`tail - head < RING`), claim slot `tail` with a SeqCst CAS of `ends`
+//! (`tail + 1`), then store the frame in it. Otherwise CAS `spilled + 1`
+//! (SeqCst) and push the frame to the overflow. While `spilled` is not 0,
+//! every frame goes to the overflow.
+//!
+//! Consumer (`fifo_pop`, the drainer, which alone moves `head`): take the
+//! ring's slot `head`; if it held a frame, that is the next one. Otherwise
+//! read `ends`: if `tail` is past `head`, a producer has claimed the slot
+//! and is still storing into it: wait for it (as `SegQueue::pop` waits for
+//! a slot being written). After a take, advance `head` (SeqCst
+//! `fetch_add`): only then may the next lap's producer claim the slot, so
+//! it never stores over a frame not yet taken. Only when the ring is empty
+//! up to `tail` and `spilled` is not 0, pop the overflow (waiting, likewise,
+//! for a producer that counted its frame and is pushing it) and then
+//! subtract one from `spilled`. A pop that finds its frame in the ring is
+//! two locked instructions (the take and the head), plus the byte
+//! release.
+//!
+//! Order: a frame whose push happened before another's (the same producer,
+//! or producers ordered by a lock, as the Hub's presence events are) leaves
+//! first. Ring after ring: the claims are ordered in `ends`. Overflow after
+//! overflow: the `SegQueue` is FIFO. Ring, then overflow: `tail` cannot
+//! move while `spilled` is not 0 (a claim's CAS expects it 0), so when the
+//! consumer reads a `spilled` that lets it pop the overflow, every ring
+//! frame claimed before the overflow frame is below the `tail` it read in
+//! the same word, and is taken first (the fast path takes a ring frame
+//! without reading `ends`, which only takes it sooner). Overflow, then ring: a claim needs
+//! `spilled` 0, which is only reached once every frame counted before has
+//! been popped. The loom model `loom_fifo.rs` checks this through a ring
+//! of 2 slots, with three mutants that break it (`crate::mutants`).
 //!
 //! A queue that is empty of bytes and of unsent output always accepts one
 //! frame, however large: a single message larger than the bound is still
@@ -47,7 +107,8 @@
 //! be woken until the drainer has emptied the queue and re-armed.
 //!
 //! Producer (`push`, any thread):
-//! 1. push the frame (a SeqCst compare-and-swap on the queue's tail);
+//! 1. push the frame (its SeqCst compare-and-swap on `ends`, a claim in the
+//!    ring or a count into the overflow);
 //! 2. load `scheduled` (SeqCst); if false, `swap(true)` (SeqCst) and, if this
 //!    thread flipped it, call the transport's `wake` (exactly one producer
 //!    wins).
@@ -56,8 +117,9 @@
 //! 1. pop until the queue is empty (or the socket is full: then it keeps
 //!    `scheduled` set and resumes on writable readiness, no wake needed);
 //! 2. store `scheduled = false` (SeqCst);
-//! 3. if the queue is not empty (SeqCst loads of head and tail) and
-//!    `swap(true)` returns false, drain again without waiting for a wake.
+//! 3. if the queue is not empty (a SeqCst load of `ends`: a `tail` past the
+//!    drainer's own `head`, or a `spilled` not 0) and `swap(true)` returns
+//!    false, drain again without waiting for a wake.
 //!
 //! No lost wake-up: all the steps above are SeqCst, so they sit in one total
 //! order. If a producer's load in 2 reads `true`, that load precedes the
@@ -67,16 +129,17 @@
 //! it makes sure a drain follows. At most one wake is pending at a time: only
 //! the thread whose `swap` turned `false` into `true` wakes the drainer.
 //!
-//! This relies on crossbeam's `SegQueue::push` being a SeqCst RMW on the
-//! tail index and `is_empty` loading head and tail with SeqCst
-//! (crossbeam-queue 0.3); the loom stand-in in `sync` keeps the same
-//! orderings, and the model `loom_wakeup.rs` checks the protocol. The byte
-//! accounting takes no part in it (`loom_bytes.rs` models the bound).
+//! A frame counted in `ends` but still being written (a claimed slot, an
+//! overflow push under way) makes the queue non-empty; the drainer's pop
+//! waits for it, so the frame is not stranded either. The model
+//! `loom_wakeup.rs` checks the protocol, through the ring and the overflow
+//! (3 frames, 2 slots under loom). The byte accounting takes no part in it
+//! (`loom_bytes.rs` models the bound).
 
 use crate::message::Frame;
 use crate::mutants;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use crate::sync::SegQueue;
+use crate::sync::{AtomicCell, Backoff, SegQueue};
 
 /// Bits of `queued` that count bytes; the rest count frames.
 const BYTE_BITS: u32 = 40;
@@ -88,6 +151,61 @@ const ONE_FRAME: u64 = 1 << BYTE_BITS;
 pub(crate) const MAX_BYTES: usize = 1 << (BYTE_BITS - 1);
 /// The largest frame bound, likewise (half of the 24 bits).
 pub(crate) const MAX_FRAMES: usize = 1 << (63 - BYTE_BITS);
+
+/// Slots in the ring (module docs): 32 in a build, 2 under loom so that
+/// the models reach the overflow with a few frames.
+#[cfg(not(loom))]
+pub(crate) const RING: u32 = 32;
+#[cfg(loom)]
+pub(crate) const RING: u32 = 2;
+
+/// `ends`' packing: the ring's head (top 20 bits), its tail (the next 20)
+/// and the count of frames in the overflow (low 24 bits, which hold any
+/// count the frame bound allows: [`MAX_FRAMES`] is 2^23). Head and tail are
+/// indices modulo 2^20, compared only by their wrapping difference, which
+/// is at most [`RING`].
+#[derive(Clone, Copy)]
+struct Ends(u64);
+
+const SPILLED_BITS: u32 = 24;
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+const TAIL_SHIFT: u32 = SPILLED_BITS;
+const HEAD_SHIFT: u32 = SPILLED_BITS + INDEX_BITS;
+/// One frame taken from the ring: a `fetch_add` whose wrap falls off the
+/// top of the word.
+const HEAD_ONE: u64 = 1 << HEAD_SHIFT;
+
+const _: () = assert!(HEAD_SHIFT + INDEX_BITS == 64);
+const _: () = assert!(MAX_FRAMES < 1 << SPILLED_BITS);
+// An index modulo 2^20 picks the same slot as the unwrapped index.
+const _: () = assert!(RING.is_power_of_two() && RING <= 1 << (INDEX_BITS - 1));
+
+impl Ends {
+    fn head(self) -> u64 {
+        self.0 >> HEAD_SHIFT
+    }
+
+    fn tail(self) -> u64 {
+        (self.0 >> TAIL_SHIFT) & INDEX_MASK
+    }
+
+    fn spilled(self) -> u64 {
+        self.0 & ((1 << SPILLED_BITS) - 1)
+    }
+
+    /// The word with one more ring slot claimed (the tail wraps within its
+    /// 20 bits).
+    fn claimed(self) -> u64 {
+        let tail = (self.tail() + 1) & INDEX_MASK;
+        (self.0 & !(INDEX_MASK << TAIL_SHIFT)) | (tail << TAIL_SHIFT)
+    }
+}
+
+// The ring's slots must be one atomic word each: `AtomicCell` falls back to
+// a global lock table for types that are not.
+#[cfg(not(loom))]
+const _: () = assert!(AtomicCell::<Option<Frame>>::is_lock_free());
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +235,13 @@ pub(crate) struct Outbox {
     /// An optional bound in frames on top of it ([`MAX_FRAMES`] when
     /// none).
     limit_frames: u64,
-    queue: SegQueue<Frame>,
+    /// The ring's head and tail and the frames counted into the overflow
+    /// ([`Ends`]; module docs).
+    ends: AtomicU64,
+    ring: [AtomicCell<Option<Frame>>; RING as usize],
+    /// Frames that found the ring full, and every frame after them until
+    /// the consumer has taken them all.
+    overflow: SegQueue<Frame>,
 }
 
 impl Outbox {
@@ -131,7 +255,9 @@ impl Outbox {
             unsent: AtomicU64::new(0),
             limit_bytes: limit_bytes.min(MAX_BYTES) as u64,
             limit_frames: limit_frames.map_or(MAX_FRAMES, |f| f.min(MAX_FRAMES)) as u64,
-            queue: SegQueue::new(),
+            ends: AtomicU64::new(0),
+            ring: std::array::from_fn(|_| AtomicCell::new(None)),
+            overflow: SegQueue::new(),
         }
     }
 
@@ -151,7 +277,7 @@ impl Outbox {
         } else if !self.reserve(cost) {
             return Err(frame);
         }
-        self.queue.push(frame);
+        self.fifo_push(frame);
         if mutants::account_after_push() {
             self.queued.fetch_add(ONE_FRAME | cost, Ordering::Relaxed);
         }
@@ -203,8 +329,8 @@ impl Outbox {
             return true;
         }
         // Relaxed (load and both orderings of the CAS): accounting only
-        // (module docs); the queue's own SeqCst push is what the wake-up
-        // protocol relies on.
+        // (module docs); the push's SeqCst CAS on `ends` is what the
+        // wake-up protocol relies on.
         let mut queued = self.queued.load(Ordering::Relaxed);
         loop {
             if self.over(queued, cost) {
@@ -287,7 +413,7 @@ impl Outbox {
 
     /// Pops the next frame and releases its bytes from the bound.
     pub(crate) fn pop(&self) -> Option<Frame> {
-        let frame = self.queue.pop()?;
+        let frame = self.fifo_pop()?;
         // Relaxed: accounting only.
         self.queued
             .fetch_sub(ONE_FRAME | frame.wire_len() as u64, Ordering::Relaxed);
@@ -305,7 +431,149 @@ impl Outbox {
         // does not; a swap makes loom order it too (see `sync_loom.rs`).
         #[cfg(loom)]
         self.scheduled.swap(false, Ordering::SeqCst);
-        !self.queue.is_empty() && !self.scheduled.swap(true, Ordering::SeqCst)
+        !self.fifo_is_empty() && !self.scheduled.swap(true, Ordering::SeqCst)
+    }
+
+    /// Queues a frame in the ring, or in the overflow if the ring is full or
+    /// frames wait there (module docs: "The ring and the overflow").
+    fn fifo_push(&self, frame: Frame) {
+        // Relaxed: a first guess; the CAS decides on the latest value.
+        let mut ends = self.ends.load(Ordering::Relaxed);
+        loop {
+            let e = Ends(ends);
+            // Mutant `ring_after_spill` (`crate::mutants`): the ring is used
+            // whenever it has room, and a frame can pass one that waits in
+            // the overflow.
+            let to_ring = (e.spilled() == 0 || mutants::ring_after_spill())
+                && e.tail().wrapping_sub(e.head()) & INDEX_MASK < u64::from(RING);
+            // SeqCst (both CASes): the push's point in the wake-up protocol.
+            let next = if to_ring { e.claimed() } else { ends + 1 };
+            match self
+                .ends
+                .compare_exchange_weak(ends, next, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) if to_ring => {
+                    // The slot's frame of the previous lap was taken before
+                    // the consumer's head passed it, which the CAS read.
+                    self.ring[(e.tail() % u64::from(RING)) as usize].store(Some(frame));
+                    return;
+                }
+                Ok(_) => {
+                    self.overflow.push(frame);
+                    return;
+                }
+                Err(now) => ends = now,
+            }
+        }
+    }
+
+    /// Takes the oldest frame: the ring's, then the overflow's (module
+    /// docs). Drainer only.
+    fn fifo_pop(&self) -> Option<Frame> {
+        // The head is the drainer's: only its own RMWs move it, and a load
+        // never reads `ends` older than its own last write, so a Relaxed
+        // load gives the head exactly (the rest of the word is not used).
+        let head = Ends(self.ends.load(Ordering::Relaxed)).head();
+        let slot = &self.ring[(head % u64::from(RING)) as usize];
+        if mutants::head_before_take() && self.ring_has_frame(head) {
+            // Mutant (`crate::mutants`): the slot is released before it is
+            // emptied; the next lap's producer can store over its frame.
+            self.ends.fetch_add(HEAD_ONE, Ordering::SeqCst);
+            return self.take_claimed(slot, 0);
+        }
+        // The common case: the frame is there. The slot can only hold index
+        // `head`'s frame: the next lap's producer needs the head past it.
+        if let Some(frame) = slot.take() {
+            self.release_head();
+            return Some(frame);
+        }
+        let e = self.read_ends();
+        if e.tail() != head {
+            // A producer has claimed `head` and is still storing into it.
+            let frame = self.take_claimed(slot, e.spilled())?;
+            self.release_head();
+            return Some(frame);
+        }
+        if e.spilled() == 0 {
+            return None;
+        }
+        self.pop_overflow()
+    }
+
+    /// Whether the ring holds (or is being given) the frame of `head`.
+    fn ring_has_frame(&self, head: u64) -> bool {
+        self.read_ends().tail() != head
+    }
+
+    /// Waits for the producer that claimed `slot` to store its frame, as
+    /// `SegQueue::pop` waits for a slot being written. Mutant
+    /// `pop_skips_unwritten` (`crate::mutants`): take the overflow's frame
+    /// meanwhile, which is later than this one.
+    fn take_claimed(&self, slot: &AtomicCell<Option<Frame>>, spilled: u64) -> Option<Frame> {
+        let backoff = Backoff::new();
+        loop {
+            if let Some(frame) = slot.take() {
+                return Some(frame);
+            }
+            if mutants::pop_skips_unwritten() && spilled != 0 {
+                return self.pop_overflow();
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Frees the slot just emptied for the next lap (SeqCst, as every
+    /// modification of `ends`). The head sits in the top bits, so its wrap
+    /// falls off the word.
+    fn release_head(&self) {
+        if !mutants::head_before_take() {
+            self.ends.fetch_add(HEAD_ONE, Ordering::SeqCst);
+        }
+    }
+
+    /// The drainer's read of `ends` when the head slot is empty: is a frame
+    /// claimed there, or waiting in the overflow?
+    fn read_ends(&self) -> Ends {
+        // Acquire is enough: the order argument rests on reading `tail`,
+        // `head` and `spilled` in one word, not on this load's ordering.
+        #[cfg(not(loom))]
+        return Ends(self.ends.load(Ordering::Acquire));
+        // Under loom, the same read as an RMW that adds nothing. Loom's
+        // search did not reorder a load here after the producers' later
+        // CAS (loom-tests/README.md), so with a load the models' drainers
+        // never met a push under way and two `loom_bytes` mutants
+        // survived. An RMW reads the latest value; the staler values C11
+        // allows a load here are those of an earlier read (the drainer's
+        // own writes are always visible to it, and `tail` cannot move
+        // while it sees `spilled` above 0), which the search covers by
+        // running the drainer earlier. SeqCst, as every modification of
+        // `ends`: the wake-up argument needs all of them in the single
+        // total order (with an AcqRel one, a re-arm's SeqCst load could
+        // read this RMW's value, older than a producer's claim, which C11
+        // allows for a non-SeqCst write: `loom_wakeup` failed).
+        #[cfg(loom)]
+        return Ends(self.ends.fetch_add(0, Ordering::SeqCst));
+    }
+
+    /// Pops a frame counted into the overflow, waiting for a producer that
+    /// counted it and is still pushing it, then uncounts it.
+    fn pop_overflow(&self) -> Option<Frame> {
+        let backoff = Backoff::new();
+        loop {
+            if let Some(frame) = self.overflow.pop() {
+                // SeqCst, as every RMW of `ends`.
+                self.ends.fetch_sub(1, Ordering::SeqCst);
+                return Some(frame);
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Whether nothing is queued: the drainer's re-arm check (SeqCst, the
+    /// wake-up protocol's load).
+    fn fifo_is_empty(&self) -> bool {
+        let e = Ends(self.ends.load(Ordering::SeqCst));
+        e.tail() == e.head() && e.spilled() == 0
     }
 
     /// The transport's report of the bytes it holds that the socket has not
@@ -342,6 +610,86 @@ impl Outbox {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// An outbox whose ring indices start at `start` (as if `start` frames
+    /// had passed through it), to test the wrap of the 20-bit indices.
+    fn outbox_at(start: u64) -> Outbox {
+        let o = Outbox::new(1 << 30, None);
+        let start = start & INDEX_MASK;
+        o.ends.store(
+            (start << HEAD_SHIFT) | (start << TAIL_SHIFT),
+            Ordering::Relaxed,
+        );
+        o
+    }
+
+    fn ends(o: &Outbox) -> (u64, u64, u64) {
+        let e = Ends(o.ends.load(Ordering::Relaxed));
+        (e.head(), e.tail(), e.spilled())
+    }
+
+    fn numbered(n: u32) -> Frame {
+        Frame::from_string(n.to_string())
+    }
+
+    #[allow(
+        clippy::unwrap_used,
+        reason = "a test helper: a bad frame fails the test"
+    )]
+    fn number(f: &Frame) -> u32 {
+        std::str::from_utf8(f.payload()).unwrap().parse().unwrap()
+    }
+
+    /// FIFO through ring, overflow and ring again, across the wrap of the
+    /// ring's `u32` indices (module docs: "The ring and the overflow").
+    #[test]
+    fn frames_leave_in_order_through_the_ring_the_overflow_and_the_wrap() {
+        for start in [0, INDEX_MASK - 40, INDEX_MASK - 3] {
+            let o = outbox_at(start);
+            let (mut next_in, mut next_out) = (0, 0);
+            // Rounds of pushes and pops of varied sizes: some fit the ring,
+            // some spill, some pops empty the overflow and hand back to it.
+            for (push, pop) in [(10, 5), (40, 20), (3, 28), (100, 90), (5, 13), (64, 66)] {
+                for _ in 0..push {
+                    o.push(numbered(next_in)).unwrap();
+                    next_in += 1;
+                }
+                for _ in 0..pop {
+                    let f = o.pop().expect("a frame is queued");
+                    assert_eq!(number(&f), next_out, "start {start}");
+                    next_out += 1;
+                }
+                let (head, tail, spilled) = ends(&o);
+                let queued = u64::from(next_in - next_out);
+                assert_eq!(o.len() as u64, queued);
+                assert_eq!((tail.wrapping_sub(head) & INDEX_MASK) + spilled, queued);
+            }
+            assert!(o.pop().is_none());
+            assert!(o.fifo_is_empty());
+            assert_eq!(o.pending_bytes(), 0);
+        }
+    }
+
+    #[test]
+    fn a_full_ring_spills_and_the_ring_is_used_again_once_the_overflow_is_empty() {
+        let o = Outbox::new(1 << 30, None);
+        for n in 0..RING + 2 {
+            o.push(numbered(n)).unwrap();
+        }
+        assert_eq!(ends(&o), (0, u64::from(RING), 2));
+        // While two frames wait in the overflow, a push goes there too,
+        // although popping one frame has freed a ring slot.
+        assert_eq!(number(&o.pop().unwrap()), 0);
+        o.push(numbered(RING + 2)).unwrap();
+        assert_eq!(ends(&o), (1, u64::from(RING), 3));
+        for n in 1..RING + 3 {
+            assert_eq!(number(&o.pop().unwrap()), n);
+        }
+        o.push(numbered(7)).unwrap();
+        assert_eq!(ends(&o), (u64::from(RING), u64::from(RING) + 1, 0));
+        assert_eq!(number(&o.pop().unwrap()), 7);
+        assert!(o.pop().is_none());
+    }
 
     fn frame(len: usize) -> Frame {
         Frame::from_string("x".repeat(len))

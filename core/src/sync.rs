@@ -8,11 +8,14 @@
 //! that a loom model explores the Hub's own logic (the `loom-tests/` crate).
 //!
 //! The stand-ins keep the API subset the Hub uses and the same memory-order
-//! guarantees that the Hub's protocol relies on (see `outbox.rs`):
-//! `SegQueue::push` is a SeqCst read-modify-write on the tail index and
-//! `SegQueue::is_empty` loads with SeqCst, exactly as crossbeam does. The
+//! guarantees that the Hub's protocol relies on (see `outbox.rs`). The
 //! table of stand-ins, and what stays `std` under loom and why (`Arc`,
 //! `Weak`, the blocking `Hub::add` path), is in `sync_loom.rs`.
+//!
+//! `AtomicCell` (crossbeam-utils) holds the outbox ring's frames; under loom
+//! it is a stand-in (`sync_loom.rs`).
+//! `Backoff` is how a consumer waits for a write already under way; under
+//! loom it yields to the other threads.
 //!
 //! `OnceLock` is here too: the channel's segment array publishes segments
 //! past the first (segment 0 is inline) to lock-free readers through it,
@@ -29,6 +32,7 @@ mod imp {
     // which clippy's `disallowed-types` accepts, while any direct use of the
     // real types elsewhere is an error.
     pub(crate) type ArcSwapOption<T> = arc_swap::ArcSwapOption<T>;
+    pub(crate) type AtomicCell<T> = crossbeam_utils::atomic::AtomicCell<T>;
     pub(crate) type SegQueue<T> = crossbeam_queue::SegQueue<T>;
     pub(crate) type DashMap<K, V> = dashmap::DashMap<K, V, crate::hasher::Hasher>;
     pub(crate) type Mutex<T> = std::sync::Mutex<T>;
@@ -41,6 +45,21 @@ mod imp {
         pub(crate) type AtomicU64 = std::sync::atomic::AtomicU64;
         pub(crate) type AtomicUsize = std::sync::atomic::AtomicUsize;
         pub(crate) use std::sync::atomic::Ordering;
+    }
+
+    /// Waits for another thread's write that is already under way (a
+    /// lock-free queue's slot claimed but not yet written): spins, then
+    /// yields the CPU, as crossbeam's own queues wait.
+    pub(crate) struct Backoff(crossbeam_utils::Backoff);
+
+    impl Backoff {
+        pub(crate) fn new() -> Self {
+            Self(crossbeam_utils::Backoff::new())
+        }
+
+        pub(crate) fn snooze(&self) {
+            self.0.snooze();
+        }
     }
 
     /// Locks a mutex, recovering the data if a panicking thread poisoned it.

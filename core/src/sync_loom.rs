@@ -18,7 +18,9 @@
 //! | `std::sync::RwLock` (the channel table's shards, `table.rs`) | `loom::sync::RwLock` | as the mutex, with shared readers |
 //! | `dashmap::DashMap` (the client table) | [`DashMap`]: two shards, each a `loom::sync::RwLock<Vec<(K, V)>>` | shard locks held for exactly the lifetime of a guard (`get`, `entry`) or one call (`insert`, `remove_if`, `len`); `iter` visits shards one at a time, so an insert into an already-visited shard is missed, as with dashmap |
 //! | `arc_swap::ArcSwapOption` | [`ArcSwapOption`]: a `loom::sync::Mutex<Option<Arc<T>>>` | a linearizable load/store cell: `store` releases, `load` acquires |
-//! | `crossbeam_queue::SegQueue` | [`SegQueue`]: a loom-mutex-guarded `VecDeque` plus `head`/`tail` counters | unbounded MPMC queue; `push` is a SeqCst read-modify-write on `tail`, `pop` on `head`, and `is_empty` loads both with SeqCst, the orderings the outbox's wake-up protocol relies on (`outbox.rs`) |
+//! | `crossbeam_queue::SegQueue` (the outbox's overflow) | [`SegQueue`]: a loom-mutex-guarded `VecDeque` | unbounded linearizable FIFO; the outbox counts a frame in its own `ends` before pushing it, so its wake-up protocol rests on no ordering of the queue's (`outbox.rs`) |
+//! | `crossbeam_utils::atomic::AtomicCell` (the outbox ring's slots) | [`AtomicCell`]: `std` storage published by a loom `AtomicBool` | `store` and `take` are swaps (AcqRel), as the real cell's are for a one-word `Option<Frame>`; a `take` before the `store` returns `None` |
+//! | `crossbeam_utils::Backoff` | [`Backoff`]: `loom::thread::yield_now` | a consumer waiting for a producer's write under way lets the producer run |
 //! | `std::sync::OnceLock` (channel segments) | [`OnceLock`]: a `std` `OnceLock` for storage plus a loom `AtomicBool` that publishes it | a reader that has not synchronised with the initialisation sees `None` (the segment array's lock-free readers, `channel.rs`) |
 //!
 //! The outbox's byte accounting (`queued`, `unsent` in `outbox.rs`) needs
@@ -31,9 +33,9 @@
 //! # SeqCst under loom
 //!
 //! The outbox's wake-up protocol is a store-buffering pair over SeqCst
-//! operations (`outbox.rs`): the producer pushes (RMW on `tail`) then loads
-//! `scheduled`; the drainer stores `scheduled = false` then loads
-//! `head`/`tail`. Loom checks this faithfully but for one gap: its
+//! operations (`outbox.rs`): the producer pushes (an RMW on `ends`) then
+//! loads `scheduled`; the drainer stores `scheduled = false` then loads
+//! `ends`. Loom checks this faithfully but for one gap: its
 //! modification order is partial (vector clocks), so it does not know that
 //! the drainer's `store(false)` comes after a concurrent producer's
 //! `swap(true)` that read an earlier `true` (in C11 an RMW immediately
@@ -80,7 +82,7 @@ pub(crate) mod atomic {
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 }
 
-use atomic::{AtomicBool, AtomicUsize, Ordering};
+use atomic::{AtomicBool, Ordering};
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it
 /// (loom's mutex never reports poison; kept for the same signature).
@@ -139,6 +141,72 @@ impl<T> OnceLock<T> {
         // Release: a reader that sees `ready` sees the value.
         self.ready.store(true, Ordering::Release);
         value
+    }
+}
+
+// ---------------------------------------------------------------------------
+// AtomicCell, Backoff
+// ---------------------------------------------------------------------------
+
+/// `crossbeam_utils::atomic::AtomicCell`, reduced to the outbox ring's use
+/// (`store` into an empty slot, `take`).
+///
+/// The value lives in `std` storage; `full` is the loom atomic that
+/// publishes it. Both operations are a swap of `full` (AcqRel), as the
+/// real cell's are swaps of its one word: an RMW reads the latest value,
+/// so a `take` finds the value once its `store` has published it, and a
+/// `take` that runs before returns the default (`None`) and leaves the
+/// slot alone, which is what the ring's consumer waits out.
+pub(crate) struct AtomicCell<T> {
+    #[allow(
+        clippy::disallowed_types,
+        reason = "storage outside loom's view; `full` is the loom-visible publication"
+    )]
+    value: std::sync::Mutex<T>,
+    full: AtomicBool,
+}
+
+impl<T: Default> AtomicCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            value: std::sync::Mutex::new(value),
+            full: AtomicBool::new(false),
+        }
+    }
+
+    fn value(&self) -> std::sync::MutexGuard<'_, T> {
+        self.value.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn store(&self, value: T) {
+        let old = std::mem::replace(&mut *self.value(), value);
+        // AcqRel, as the real cell's swap: a take that reads it sees the
+        // value.
+        self.full.swap(true, Ordering::AcqRel);
+        drop(old);
+    }
+
+    pub(crate) fn take(&self) -> T {
+        // AcqRel, as the real cell's swap.
+        if self.full.swap(false, Ordering::AcqRel) {
+            std::mem::take(&mut *self.value())
+        } else {
+            T::default()
+        }
+    }
+}
+
+/// `crossbeam_utils::Backoff`: under loom a wait for another thread's write
+/// must yield, or the model would spin on the waiting thread forever.
+pub(crate) struct Backoff;
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self
+    }
+
+    pub(crate) fn snooze(&self) {
+        loom::thread::yield_now();
     }
 }
 
@@ -202,54 +270,29 @@ impl<T> ArcSwapOption<T> {
 // SegQueue
 // ---------------------------------------------------------------------------
 
-/// `crossbeam_queue::SegQueue`, reduced to what the outbox needs.
-///
-/// The elements sit in a `VecDeque` under a loom mutex (the hand-off of a
-/// frame from producer to consumer, which crossbeam does with per-slot
-/// state bits). `tail` counts pushes and `head` pops; like crossbeam's
-/// indices they are bumped with a SeqCst read-modify-write by the push or
-/// pop that linearizes, and `is_empty` loads `head` then `tail` with
-/// SeqCst, as crossbeam-queue 0.3 does. These are the orderings on which the
-/// outbox's no-lost-wake-up argument rests (`outbox.rs`): a producer's push
-/// precedes its SeqCst load of `scheduled` in the single total order, and
-/// the drainer's SeqCst store of `scheduled` precedes its emptiness check.
-/// The outbox's byte bound is its own accounting, outside the queue.
+/// `crossbeam_queue::SegQueue`, reduced to what the outbox's overflow
+/// needs: a `VecDeque` under a loom mutex (the hand-off of a frame from
+/// producer to consumer, which crossbeam does with per-slot state bits;
+/// both are linearizable FIFO queues). The outbox's wake-up protocol no
+/// longer rests on the queue's own orderings: a push is counted in the
+/// outbox's `ends` (SeqCst) before it reaches the queue (`outbox.rs`).
 pub(crate) struct SegQueue<T> {
     items: Mutex<VecDeque<T>>,
-    head: AtomicUsize,
-    tail: AtomicUsize,
 }
 
 impl<T> SegQueue<T> {
     pub(crate) fn new() -> Self {
         Self {
             items: Mutex::new(VecDeque::new()),
-            head: AtomicUsize::new(0),
-            tail: AtomicUsize::new(0),
         }
     }
 
     pub(crate) fn push(&self, value: T) {
-        let mut items = lock(&self.items);
-        items.push_back(value);
-        // The push's linearization point: a SeqCst RMW on the tail, as
-        // crossbeam's `compare_exchange_weak(tail, new_tail, SeqCst, _)`.
-        self.tail.fetch_add(1, Ordering::SeqCst);
+        lock(&self.items).push_back(value);
     }
 
     pub(crate) fn pop(&self) -> Option<T> {
-        let mut items = lock(&self.items);
-        let value = items.pop_front()?;
-        // SeqCst RMW on the head, as crossbeam's pop.
-        self.head.fetch_add(1, Ordering::SeqCst);
-        Some(value)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        // Head first, then tail, both SeqCst: crossbeam's order.
-        let head = self.head.load(Ordering::SeqCst);
-        let tail = self.tail.load(Ordering::SeqCst);
-        head == tail
+        lock(&self.items).pop_front()
     }
 }
 
